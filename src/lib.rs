@@ -1,0 +1,13 @@
+//! spiffe-oauth-filter: OAuth 2.0 client authentication with SPIFFE SVIDs at the Envoy edge.
+//!
+//! The crate is a host-agnostic core (everything but [`filter`]) that takes time and I/O as
+//! arguments and is unit-tested natively, plus a thin proxy-wasm shell in [`filter`].
+
+pub mod b64;
+pub mod bundle;
+pub mod spiffe_id;
+pub mod strict_json;
+pub mod jwt_svid;
+
+#[cfg(test)]
+mod test_support;
