@@ -26,7 +26,10 @@ pub enum KeyMaterial {
     P521(p521::ecdsa::VerifyingKey),
     /// Big-endian modulus and exponent, accepted by jwt-simple's RSA key policy
     /// (2048–4096 bits, odd modulus, e = 65537).
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
 }
 
 impl fmt::Debug for KeyMaterial {
@@ -221,8 +224,7 @@ fn parse_rsa_key(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
     let n = b64url_member(jwk, "n")?;
     let e = b64url_member(jwk, "e")?;
     // jwt-simple's policy: 2048–4096 bits, odd modulus, e = 65537 (JWT-6, BUN-6).
-    RS256PublicKey::from_components(&n, &e)
-        .map_err(|err| format!("RSA key refused: {err}"))?;
+    RS256PublicKey::from_components(&n, &e).map_err(|err| format!("RSA key refused: {err}"))?;
     Ok(KeyMaterial::Rsa { n, e })
 }
 
@@ -269,8 +271,8 @@ pub(crate) mod tests {
 
     #[test]
     fn go_spiffe_valid_1_has_one_authority_and_one_jwt_key() {
-        let b = TrustBundle::parse(&fixture("bundle_spiffebundle__spiffebundle_valid_1.json"))
-            .unwrap();
+        let b =
+            TrustBundle::parse(&fixture("bundle_spiffebundle__spiffebundle_valid_1.json")).unwrap();
         assert_eq!(b.x509_authorities.len(), 1);
         assert_eq!(b.jwt_keys.len(), 1);
         assert_eq!(b.jwt_keys[0].kid, "C6vs25welZOx6WksNYfbMfiw9l96pMnD");
@@ -280,8 +282,8 @@ pub(crate) mod tests {
 
     #[test]
     fn go_spiffe_valid_2_keeps_hint_and_sequence() {
-        let b = TrustBundle::parse(&fixture("bundle_spiffebundle__spiffebundle_valid_2.json"))
-            .unwrap();
+        let b =
+            TrustBundle::parse(&fixture("bundle_spiffebundle__spiffebundle_valid_2.json")).unwrap();
         let raw: Value =
             serde_json::from_slice(&fixture("bundle_spiffebundle__spiffebundle_valid_2.json"))
                 .unwrap();
@@ -369,7 +371,10 @@ pub(crate) mod tests {
             (r#"{"keys":{}}"#, BundleError::KeysNotArray),
             (r#"{"keys":{"a":1}}"#, BundleError::KeysNotArray),
             (r#"{"keys":"x"}"#, BundleError::KeysNotArray),
-            (r#"[{"keys":[]}]"#, BundleError::Json(JsonError::NotAnObject)),
+            (
+                r#"[{"keys":[]}]"#,
+                BundleError::Json(JsonError::NotAnObject),
+            ),
             (
                 r#"{"keys":[],"spiffe_refresh_hint":"300"}"#,
                 BundleError::RefreshHintNotInteger,
@@ -399,7 +404,12 @@ pub(crate) mod tests {
         for (doc, want) in cases {
             assert_eq!(parse(doc).unwrap_err(), *want, "{doc}");
         }
-        for garbage in ["", "<html><body>500</body></html>", "{\"keys\":[", "\u{feff}{}"] {
+        for garbage in [
+            "",
+            "<html><body>500</body></html>",
+            "{\"keys\":[",
+            "\u{feff}{}",
+        ] {
             assert!(
                 matches!(parse(garbage).unwrap_err(), BundleError::Json(_)),
                 "{garbage:?}"
@@ -454,20 +464,26 @@ pub(crate) mod tests {
         assert_eq!(b.jwt_keys[0].kid, "k1");
         assert_eq!(b.skipped.len(), entries.len() - 1);
         let reasons: Vec<&str> = b.skipped.iter().map(|s| s.reason.as_str()).collect();
-        assert!(reasons.contains(&"kty \"XYZ\" is not supported"), "{reasons:?}");
-        assert!(reasons.contains(&"P-256 point is not on the curve"), "{reasons:?}");
+        assert!(
+            reasons.contains(&"kty \"XYZ\" is not supported"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.contains(&"P-256 point is not on the curve"),
+            "{reasons:?}"
+        );
         assert!(reasons.contains(&"use \"sig\" is not used by this filter"));
     }
 
     /// BUN-8 / BUN-9 / BUN-11 / B7 / B8 / B9 / B12.
     #[test]
     fn bun_8_9_11_x509_entries() {
-        let doc: Value = serde_json::from_slice(&fixture(
-            "bundle_spiffebundle__spiffebundle_valid_1.json",
-        ))
-        .unwrap();
+        let doc: Value =
+            serde_json::from_slice(&fixture("bundle_spiffebundle__spiffebundle_valid_1.json"))
+                .unwrap();
         let root = doc["keys"][0]["x5c"][0].as_str().unwrap().to_owned();
-        let with = |x5c: &str| format!(r#"{{"keys":[{{"use":"x509-svid","kty":"EC","x5c":{x5c}}}]}}"#);
+        let with =
+            |x5c: &str| format!(r#"{{"keys":[{{"use":"x509-svid","kty":"EC","x5c":{x5c}}}]}}"#);
         // B7: missing / empty x5c → skipped.
         let b = parse(r#"{"keys":[{"use":"x509-svid","kty":"EC","crv":"P-384","x":"a","y":"b"}]}"#)
             .unwrap();
@@ -492,7 +508,10 @@ pub(crate) mod tests {
             .unwrap()
             .x509_authorities
             .is_empty());
-        assert!(parse(&with(r#"["AAAA"]"#)).unwrap().x509_authorities.is_empty());
+        assert!(parse(&with(r#"["AAAA"]"#))
+            .unwrap()
+            .x509_authorities
+            .is_empty());
     }
 
     /// BUN-15 / B14: duplicate kids are all kept.

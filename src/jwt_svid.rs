@@ -77,12 +77,7 @@ impl Alg {
                 | (Alg::ES384, KeyMaterial::P384(_))
                 | (Alg::ES512, KeyMaterial::P521(_))
                 | (
-                    Alg::RS256
-                        | Alg::RS384
-                        | Alg::RS512
-                        | Alg::PS256
-                        | Alg::PS384
-                        | Alg::PS512,
+                    Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512,
                     KeyMaterial::Rsa { .. }
                 )
         )
@@ -390,14 +385,21 @@ fn audiences(aud: Option<&Value>) -> Result<Vec<String>, JwtSvidError> {
         Some(Value::Array(items)) if items.is_empty() => Err(JwtSvidError::AudMissing),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or(JwtSvidError::AudMalformed))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or(JwtSvidError::AudMalformed)
+            })
             .collect(),
         Some(_) => Err(JwtSvidError::AudMalformed),
     }
 }
 
 /// A NumericDate: a JSON number, fractions floored (requirements OPEN-5), never negative.
-fn time_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, JwtSvidError> {
+fn time_claim(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<u64>, JwtSvidError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => {

@@ -5,9 +5,16 @@
 
 pub mod b64;
 pub mod bundle;
+pub mod jwt_svid;
 pub mod spiffe_id;
 pub mod strict_json;
-pub mod jwt_svid;
 
+pub mod authenticator;
+pub mod bundle_fetch;
+pub mod config;
+pub mod filter;
+pub mod oauth_error;
 #[cfg(test)]
 mod test_support;
+pub mod token_request;
+pub mod trust_store;

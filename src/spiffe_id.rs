@@ -222,10 +222,19 @@ mod tests {
             ("xspiffe://example.org/x", SpiffeIdError::WrongScheme),
             ("spiffe://Example.org/x", SpiffeIdError::BadTrustDomainChar),
             ("spiffe://EXAMPLE.org/x", SpiffeIdError::BadTrustDomainChar),
-            ("spiffe://example.org:8443/x", SpiffeIdError::BadTrustDomainChar),
-            ("spiffe://user@example.org/x", SpiffeIdError::BadTrustDomainChar),
+            (
+                "spiffe://example.org:8443/x",
+                SpiffeIdError::BadTrustDomainChar,
+            ),
+            (
+                "spiffe://user@example.org/x",
+                SpiffeIdError::BadTrustDomainChar,
+            ),
             ("spiffe://[::1]/x", SpiffeIdError::BadTrustDomainChar),
-            ("spiffe://ex%61mple.org/x", SpiffeIdError::BadTrustDomainChar),
+            (
+                "spiffe://ex%61mple.org/x",
+                SpiffeIdError::BadTrustDomainChar,
+            ),
             ("spiffe://exämple.org/x", SpiffeIdError::BadTrustDomainChar),
             ("spiffe://example.org/%41", SpiffeIdError::BadPathChar),
             ("spiffe://example.org/x?y=1", SpiffeIdError::BadPathChar),
@@ -274,7 +283,10 @@ mod tests {
 
     #[test]
     fn trust_domain_names() {
-        assert_eq!(TrustDomain::parse("example.org").unwrap().as_str(), "example.org");
+        assert_eq!(
+            TrustDomain::parse("example.org").unwrap().as_str(),
+            "example.org"
+        );
         assert_eq!(TrustDomain::parse("my_td").unwrap().as_str(), "my_td");
         assert_eq!(TrustDomain::parse(""), Err(SpiffeIdError::EmptyTrustDomain));
         assert_eq!(

@@ -154,10 +154,22 @@ mod tests {
     #[test]
     fn rejects_non_objects_and_garbage() {
         assert_eq!(parse_object(b"[1]").unwrap_err(), JsonError::NotAnObject);
-        assert!(matches!(parse_object(b"<html>").unwrap_err(), JsonError::Syntax(_)));
-        assert!(matches!(parse_object(b"").unwrap_err(), JsonError::Syntax(_)));
-        assert!(matches!(parse_object(b"{\"a\":1} x").unwrap_err(), JsonError::Syntax(_)));
-        assert!(matches!(parse_object(b"{\"a\":\"\xff\"}").unwrap_err(), JsonError::Syntax(_)));
+        assert!(matches!(
+            parse_object(b"<html>").unwrap_err(),
+            JsonError::Syntax(_)
+        ));
+        assert!(matches!(
+            parse_object(b"").unwrap_err(),
+            JsonError::Syntax(_)
+        ));
+        assert!(matches!(
+            parse_object(b"{\"a\":1} x").unwrap_err(),
+            JsonError::Syntax(_)
+        ));
+        assert!(matches!(
+            parse_object(b"{\"a\":\"\xff\"}").unwrap_err(),
+            JsonError::Syntax(_)
+        ));
     }
 
     #[test]
@@ -166,7 +178,10 @@ mod tests {
         doc.push_str(&"[".repeat(10_000));
         doc.push_str(&"]".repeat(10_000));
         doc.push('}');
-        assert!(matches!(parse_object(doc.as_bytes()).unwrap_err(), JsonError::Syntax(_)));
+        assert!(matches!(
+            parse_object(doc.as_bytes()).unwrap_err(),
+            JsonError::Syntax(_)
+        ));
     }
 
     #[test]

@@ -45,16 +45,35 @@ fn accepted_variants() {
     let b = td_bundle();
     let ok = |h: &str, c: &str| {
         let token = k1().sign(h, c);
-        assert_eq!(check(&token, &b), Ok(SpiffeId::parse(CLIENT).unwrap()), "{h} {c}");
+        assert_eq!(
+            check(&token, &b),
+            Ok(SpiffeId::parse(CLIENT).unwrap()),
+            "{h} {c}"
+        );
     };
     // JWT-9: typ omitted or JOSE.
     ok(r#"{"alg":"ES256","kid":"k1"}"#, BASE_CLAIMS);
-    ok(&header_with(r#""typ":"JWT""#, r#""typ":"JOSE""#), BASE_CLAIMS);
+    ok(
+        &header_with(r#""typ":"JWT""#, r#""typ":"JOSE""#),
+        BASE_CLAIMS,
+    );
     // AUD-5: one-element array.
-    ok(BASE_HEADER, &claims_with(r#""aud":"https://as.example.com""#, r#""aud":["https://as.example.com"]"#));
+    ok(
+        BASE_HEADER,
+        &claims_with(
+            r#""aud":"https://as.example.com""#,
+            r#""aud":["https://as.example.com"]"#,
+        ),
+    );
     // No iat; iss and jti present (JWT-16, JWT-17); extra claim (JWT-18).
     ok(BASE_HEADER, &claims_with(r#","iat":1747124243"#, ""));
-    ok(BASE_HEADER, &claims_with(r#""iat""#, r#""iss":"https://oidc.example.org","jti":"j-1","x":1,"iat""#));
+    ok(
+        BASE_HEADER,
+        &claims_with(
+            r#""iat""#,
+            r#""iss":"https://oidc.example.org","jti":"j-1","x":1,"iat""#,
+        ),
+    );
     // TIME-2: expired 30 s ago is inside the 60 s leeway.
     ok(BASE_HEADER, &claims_with("1747124600", "1747124270"));
     // OPEN-5: a fractional NumericDate is floored.
@@ -91,7 +110,11 @@ fn rsa_rs256_and_ps256_accept() {
     let b = bundle(&[rsa_jwk("r1")]);
     for alg in ["RS256", "PS256"] {
         let t = rsa_token(alg, "r1");
-        assert_eq!(check(&t, &b).map(|id| id.to_string()), Ok(CLIENT.to_owned()), "{alg}");
+        assert_eq!(
+            check(&t, &b).map(|id| id.to_string()),
+            Ok(CLIENT.to_owned()),
+            "{alg}"
+        );
     }
 }
 
@@ -99,14 +122,23 @@ fn rsa_rs256_and_ps256_accept() {
 #[test]
 fn j1_j3_alg_allow_list() {
     let b = td_bundle();
-    let none = format!("eyJhbGciOiJub25lIn0.{}.", b64::encode_url(BASE_CLAIMS.as_bytes()));
+    let none = format!(
+        "eyJhbGciOiJub25lIn0.{}.",
+        b64::encode_url(BASE_CLAIMS.as_bytes())
+    );
     assert_eq!(
         JwtSvid::decode(&none, MAX).unwrap_err(),
         JwtSvidError::AlgNotAllowed("none".into())
     );
-    for alg in ["EdDSA", "ES256K", "RS1", "es256", "HS256", "HS512", "None", "NONE", ""] {
+    for alg in [
+        "EdDSA", "ES256K", "RS1", "es256", "HS256", "HS512", "None", "NONE", "",
+    ] {
         let t = k1().sign(&format!(r#"{{"alg":"{alg}","kid":"k1"}}"#), BASE_CLAIMS);
-        assert_eq!(check(&t, &b), Err(JwtSvidError::AlgNotAllowed(alg.into())), "{alg}");
+        assert_eq!(
+            check(&t, &b),
+            Err(JwtSvidError::AlgNotAllowed(alg.into())),
+            "{alg}"
+        );
     }
     let t = k1().sign(r#"{"kid":"k1"}"#, BASE_CLAIMS);
     assert_eq!(check(&t, &b), Err(JwtSvidError::AlgMissing));
@@ -150,7 +182,10 @@ fn j5_weak_rsa_key_skipped() {
     assert!(b.jwt_keys.is_empty());
     assert_eq!(b.skipped.len(), 1);
     let t = rsa_token("RS256", "r-weak");
-    assert_eq!(check(&t, &b), Err(JwtSvidError::UnknownKid("r-weak".into())));
+    assert_eq!(
+        check(&t, &b),
+        Err(JwtSvidError::UnknownKid("r-weak".into()))
+    );
 }
 
 /// J6: a DER-encoded ECDSA signature is the wrong length (JWT-7, FC-28).
@@ -162,12 +197,18 @@ fn j6_der_signature_refused() {
     let sig = p256::ecdsa::Signature::from_slice(&raw).unwrap();
     let der = sig.to_der();
     let token = format!("{input}.{}", b64::encode_url(der.as_bytes()));
-    assert_eq!(check(&token, &td_bundle()), Err(JwtSvidError::SignatureLength));
+    assert_eq!(
+        check(&token, &td_bundle()),
+        Err(JwtSvidError::SignatureLength)
+    );
     // Two extra bytes after a good signature.
     let mut long = raw.clone();
     long.extend_from_slice(&[0, 0]);
     let token = format!("{input}.{}", b64::encode_url(&long));
-    assert_eq!(check(&token, &td_bundle()), Err(JwtSvidError::SignatureLength));
+    assert_eq!(
+        check(&token, &td_bundle()),
+        Err(JwtSvidError::SignatureLength)
+    );
 }
 
 /// FC-03: r = s = 0 never verifies.
@@ -182,9 +223,21 @@ fn psychic_signature_refused() {
 /// J7: typ other than JWT/JOSE (JWT-9).
 #[test]
 fn j7_typ_refused() {
-    for typ in ["client-authentication+jwt", "at+jwt", "wit+jwt", "dpop+jwt", "jwt"] {
-        let t = k1().sign(&header_with(r#""typ":"JWT""#, &format!(r#""typ":"{typ}""#)), BASE_CLAIMS);
-        assert!(matches!(check(&t, &td_bundle()), Err(JwtSvidError::TypNotAllowed(_))), "{typ}");
+    for typ in [
+        "client-authentication+jwt",
+        "at+jwt",
+        "wit+jwt",
+        "dpop+jwt",
+        "jwt",
+    ] {
+        let t = k1().sign(
+            &header_with(r#""typ":"JWT""#, &format!(r#""typ":"{typ}""#)),
+            BASE_CLAIMS,
+        );
+        assert!(
+            matches!(check(&t, &td_bundle()), Err(JwtSvidError::TypNotAllowed(_))),
+            "{typ}"
+        );
     }
 }
 
@@ -194,12 +247,21 @@ fn j8_j9_j10_forbidden_header_members() {
     let attacker = EcKey::p256(9);
     let b = td_bundle();
     let cases = [
-        (r#"{"alg":"ES256","kid":"k1","jku":"https://attacker.example/jwks.json"}"#, "jku"),
+        (
+            r#"{"alg":"ES256","kid":"k1","jku":"https://attacker.example/jwks.json"}"#,
+            "jku",
+        ),
         (r#"{"alg":"ES256","kid":"k1","crit":["exp"]}"#, "crit"),
-        (r#"{"alg":"ES256","kid":"k1","crit":["b64"],"b64":false}"#, "b64"),
+        (
+            r#"{"alg":"ES256","kid":"k1","crit":["b64"],"b64":false}"#,
+            "b64",
+        ),
         (r#"{"alg":"ES256","jwk":{"kty":"EC"}}"#, "jwk"),
         (r#"{"alg":"ES256","x5c":["MIIB"]}"#, "x5c"),
-        (r#"{"alg":"ES256","kid":"k1","x5u":"https://a.example"}"#, "x5u"),
+        (
+            r#"{"alg":"ES256","kid":"k1","x5u":"https://a.example"}"#,
+            "x5u",
+        ),
         (r#"{"alg":"ES256","kid":"k1","cty":"JWT"}"#, "cty"),
     ];
     for (header, member) in cases {
@@ -221,7 +283,10 @@ fn j11_j12_kid_rules() {
     assert_eq!(check(&t, &b), Err(JwtSvidError::KidMissing));
     let t = k1().sign(&header_with(r#""kid":"k1""#, r#""kid":"K1""#), BASE_CLAIMS);
     assert_eq!(check(&t, &b), Err(JwtSvidError::UnknownKid("K1".into())));
-    let t = k1().sign(&header_with(r#""kid":"k1""#, r#""kid":{"a":1}"#), BASE_CLAIMS);
+    let t = k1().sign(
+        &header_with(r#""kid":"k1""#, r#""kid":{"a":1}"#),
+        BASE_CLAIMS,
+    );
     assert_eq!(check(&t, &b), Err(JwtSvidError::KidNotString));
 }
 
@@ -237,7 +302,9 @@ fn j13_key_of_another_trust_domain() {
 /// J14: a kid that matches only an x509-svid or a use:sig entry (JWT-13).
 #[test]
 fn j14_kid_only_on_non_jwt_entries() {
-    let sig_entry = k1().jwk("k1").replace(r#""use":"jwt-svid""#, r#""use":"sig""#);
+    let sig_entry = k1()
+        .jwk("k1")
+        .replace(r#""use":"jwt-svid""#, r#""use":"sig""#);
     let b = bundle(&[sig_entry]);
     let t = k1().sign(BASE_HEADER, BASE_CLAIMS);
     assert_eq!(check(&t, &b), Err(JwtSvidError::UnknownKid("k1".into())));
@@ -247,20 +314,45 @@ fn j14_kid_only_on_non_jwt_entries() {
 #[test]
 fn j15_j16_sub_rules() {
     let b = td_bundle();
-    let sub = |v: &str| k1().sign(BASE_HEADER, &claims_with(r#""sub":"spiffe://example.org/my-oauth-client""#, v));
+    let sub = |v: &str| {
+        k1().sign(
+            BASE_HEADER,
+            &claims_with(r#""sub":"spiffe://example.org/my-oauth-client""#, v),
+        )
+    };
     assert_eq!(check(&sub(r#""x":1"#), &b), Err(JwtSvidError::SubMissing));
-    assert_eq!(check(&sub(r#""sub":42"#), &b), Err(JwtSvidError::SubMissing));
-    assert!(matches!(check(&sub(r#""sub":"my-oauth-client""#), &b), Err(JwtSvidError::SubInvalid(_))));
-    assert!(matches!(check(&sub(r#""sub":"spiffe://example.org/a/../b""#), &b), Err(JwtSvidError::SubInvalid(_))));
-    assert!(matches!(check(&sub(r#""sub":"spiffe://Example.org/x""#), &b), Err(JwtSvidError::SubInvalid(_))));
-    assert_eq!(check(&sub(r#""sub":"spiffe://example.org""#), &b), Err(JwtSvidError::SubIsTrustDomainId));
+    assert_eq!(
+        check(&sub(r#""sub":42"#), &b),
+        Err(JwtSvidError::SubMissing)
+    );
+    assert!(matches!(
+        check(&sub(r#""sub":"my-oauth-client""#), &b),
+        Err(JwtSvidError::SubInvalid(_))
+    ));
+    assert!(matches!(
+        check(&sub(r#""sub":"spiffe://example.org/a/../b""#), &b),
+        Err(JwtSvidError::SubInvalid(_))
+    ));
+    assert!(matches!(
+        check(&sub(r#""sub":"spiffe://Example.org/x""#), &b),
+        Err(JwtSvidError::SubInvalid(_))
+    ));
+    assert_eq!(
+        check(&sub(r#""sub":"spiffe://example.org""#), &b),
+        Err(JwtSvidError::SubIsTrustDomainId)
+    );
 }
 
 /// J18 – J21, FC-01, FC-02: audience rules (AUD-1 … AUD-6).
 #[test]
 fn j18_j21_audience_rules() {
     let b = td_bundle();
-    let aud = |v: &str| k1().sign(BASE_HEADER, &claims_with(r#""aud":"https://as.example.com""#, v));
+    let aud = |v: &str| {
+        k1().sign(
+            BASE_HEADER,
+            &claims_with(r#""aud":"https://as.example.com""#, v),
+        )
+    };
     let cases: &[(&str, JwtSvidError)] = &[
         (r#""x":0"#, JwtSvidError::AudMissing),
         (r#""aud":[]"#, JwtSvidError::AudMissing),
@@ -269,17 +361,45 @@ fn j18_j21_audience_rules() {
         (r#""aud":42"#, JwtSvidError::AudMalformed),
         (r#""aud":[null]"#, JwtSvidError::AudMalformed),
         (r#""aud":{"a":1}"#, JwtSvidError::AudMalformed),
-        (r#""aud":["https://as.example.com","https://rs.example.com"]"#, JwtSvidError::AudMismatch),
-        (r#""aud":["https://as.example.com","https://as.example.com"]"#, JwtSvidError::AudMismatch),
-        (r#""aud":"https://as.example.com/token""#, JwtSvidError::AudMismatch),
-        (r#""aud":["https://as.example.com/token"]"#, JwtSvidError::AudMismatch),
-        (r#""aud":"https://as.example.com/""#, JwtSvidError::AudMismatch),
-        (r#""aud":"HTTPS://as.example.com""#, JwtSvidError::AudMismatch),
-        (r#""aud":"https://AS.example.com""#, JwtSvidError::AudMismatch),
-        (r#""aud":"https://as.example.com:443""#, JwtSvidError::AudMismatch),
+        (
+            r#""aud":["https://as.example.com","https://rs.example.com"]"#,
+            JwtSvidError::AudMismatch,
+        ),
+        (
+            r#""aud":["https://as.example.com","https://as.example.com"]"#,
+            JwtSvidError::AudMismatch,
+        ),
+        (
+            r#""aud":"https://as.example.com/token""#,
+            JwtSvidError::AudMismatch,
+        ),
+        (
+            r#""aud":["https://as.example.com/token"]"#,
+            JwtSvidError::AudMismatch,
+        ),
+        (
+            r#""aud":"https://as.example.com/""#,
+            JwtSvidError::AudMismatch,
+        ),
+        (
+            r#""aud":"HTTPS://as.example.com""#,
+            JwtSvidError::AudMismatch,
+        ),
+        (
+            r#""aud":"https://AS.example.com""#,
+            JwtSvidError::AudMismatch,
+        ),
+        (
+            r#""aud":"https://as.example.com:443""#,
+            JwtSvidError::AudMismatch,
+        ),
     ];
     for (aud_member, want) in cases {
-        assert_eq!(check(&aud(aud_member), &b), Err(want.clone()), "{aud_member}");
+        assert_eq!(
+            check(&aud(aud_member), &b),
+            Err(want.clone()),
+            "{aud_member}"
+        );
     }
 }
 
@@ -289,16 +409,37 @@ fn j22_j26_time_rules() {
     let b = td_bundle();
     let exp = |v: &str| k1().sign(BASE_HEADER, &claims_with(r#""exp":1747124600"#, v));
     assert_eq!(check(&exp(r#""x":1"#), &b), Err(JwtSvidError::ExpMissing));
-    assert_eq!(check(&exp(r#""exp":1747124180"#), &b), Err(JwtSvidError::Expired));
+    assert_eq!(
+        check(&exp(r#""exp":1747124180"#), &b),
+        Err(JwtSvidError::Expired)
+    );
     // Boundary: now == exp + leeway is expired.
-    assert_eq!(check(&exp(r#""exp":1747124240"#), &b), Err(JwtSvidError::Expired));
+    assert_eq!(
+        check(&exp(r#""exp":1747124240"#), &b),
+        Err(JwtSvidError::Expired)
+    );
     assert!(check(&exp(r#""exp":1747124241"#), &b).is_ok());
-    assert_eq!(check(&exp(r#""exp":"1747124600""#), &b), Err(JwtSvidError::TimeClaimNotNumber("exp")));
-    assert_eq!(check(&exp(r#""exp":-1"#), &b), Err(JwtSvidError::TimeClaimNotNumber("exp")));
-    assert_eq!(check(&exp(r#""exp":null"#), &b), Err(JwtSvidError::TimeClaimNotNumber("exp")));
-    let nbf = k1().sign(BASE_HEADER, &claims_with(r#""iat""#, r#""nbf":1747124900,"iat""#));
+    assert_eq!(
+        check(&exp(r#""exp":"1747124600""#), &b),
+        Err(JwtSvidError::TimeClaimNotNumber("exp"))
+    );
+    assert_eq!(
+        check(&exp(r#""exp":-1"#), &b),
+        Err(JwtSvidError::TimeClaimNotNumber("exp"))
+    );
+    assert_eq!(
+        check(&exp(r#""exp":null"#), &b),
+        Err(JwtSvidError::TimeClaimNotNumber("exp"))
+    );
+    let nbf = k1().sign(
+        BASE_HEADER,
+        &claims_with(r#""iat""#, r#""nbf":1747124900,"iat""#),
+    );
     assert_eq!(check(&nbf, &b), Err(JwtSvidError::NotYetValid));
-    let nbf_ok = k1().sign(BASE_HEADER, &claims_with(r#""iat""#, r#""nbf":1747124350,"iat""#));
+    let nbf_ok = k1().sign(
+        BASE_HEADER,
+        &claims_with(r#""iat""#, r#""nbf":1747124350,"iat""#),
+    );
     assert!(check(&nbf_ok, &b).is_ok());
     let iat = k1().sign(BASE_HEADER, &claims_with("1747124243", "1747124900"));
     assert_eq!(check(&iat, &b), Err(JwtSvidError::IssuedInFuture));
@@ -312,12 +453,16 @@ fn j27_duplicate_members() {
     let t = k1().sign(BASE_HEADER, &c);
     assert_eq!(
         check(&t, &b),
-        Err(JwtSvidError::ClaimsJson(JsonError::DuplicateMember("sub".into())))
+        Err(JwtSvidError::ClaimsJson(JsonError::DuplicateMember(
+            "sub".into()
+        )))
     );
     let t = k1().sign(r#"{"alg":"ES256","kid":"k1","kid":"k2"}"#, BASE_CLAIMS);
     assert_eq!(
         check(&t, &b),
-        Err(JwtSvidError::HeaderJson(JsonError::DuplicateMember("kid".into())))
+        Err(JwtSvidError::HeaderJson(JsonError::DuplicateMember(
+            "kid".into()
+        )))
     );
 }
 
@@ -332,7 +477,10 @@ fn j28_structure_and_encoding() {
         (format!("{t}.x.y"), JwtSvidError::NotCompactJws),
         (format!("{h}.{c}"), JwtSvidError::NotCompactJws),
         (".".repeat(100_000), JwtSvidError::TooLong),
-        (format!(r#"{{"payload":"{c}","signatures":[]}}"#), JwtSvidError::NotCompactJws),
+        (
+            format!(r#"{{"payload":"{c}","signatures":[]}}"#),
+            JwtSvidError::NotCompactJws,
+        ),
         (format!("{h}=.{c}.{s}"), JwtSvidError::BadBase64),
         (format!("{t}=="), JwtSvidError::BadBase64),
         (format!("{t}!!!!"), JwtSvidError::BadBase64),
@@ -357,10 +505,16 @@ fn j28_structure_and_encoding() {
         other => panic!("ES256 signature ends in {other}"),
     };
     let tampered = format!("{h}.{c}.{}{flipped}", &s[..s.len() - 1]);
-    assert_eq!(JwtSvid::decode(&tampered, MAX).unwrap_err(), JwtSvidError::BadBase64);
+    assert_eq!(
+        JwtSvid::decode(&tampered, MAX).unwrap_err(),
+        JwtSvidError::BadBase64
+    );
     // 64 KiB assertion (J30, REQ-12).
     let big = format!("{h}.{}.{s}", "A".repeat(64 * 1024));
-    assert_eq!(JwtSvid::decode(&big, MAX).unwrap_err(), JwtSvidError::TooLong);
+    assert_eq!(
+        JwtSvid::decode(&big, MAX).unwrap_err(),
+        JwtSvidError::TooLong
+    );
     assert!(check(&t, &b).is_ok());
 }
 
@@ -368,9 +522,15 @@ fn j28_structure_and_encoding() {
 #[test]
 fn jwt_8_jwk_alg_member() {
     let t = k1().sign(BASE_HEADER, BASE_CLAIMS);
-    let with_alg = |a: &str| k1().jwk("k1").replacen('{', &format!(r#"{{"alg":"{a}","#), 1);
+    let with_alg = |a: &str| {
+        k1().jwk("k1")
+            .replacen('{', &format!(r#"{{"alg":"{a}","#), 1)
+    };
     assert!(check(&t, &bundle(&[with_alg("ES256")])).is_ok());
-    assert_eq!(check(&t, &bundle(&[with_alg("ES384")])), Err(JwtSvidError::NoKeyFitsAlg));
+    assert_eq!(
+        check(&t, &bundle(&[with_alg("ES384")])),
+        Err(JwtSvidError::NoKeyFitsAlg)
+    );
 }
 
 /// BUN-15: duplicate kids, the second one verifies.
@@ -386,13 +546,23 @@ fn bun_15_duplicate_kid_either_verifies() {
 #[test]
 fn bun_2_revoked_bundle() {
     let t = k1().sign(BASE_HEADER, BASE_CLAIMS);
-    assert_eq!(check(&t, &bundle(&[])), Err(JwtSvidError::UnknownKid("k1".into())));
+    assert_eq!(
+        check(&t, &bundle(&[])),
+        Err(JwtSvidError::UnknownKid("k1".into()))
+    );
 }
 
 /// FC-29: a deeply nested header is an error, not a crash.
 #[test]
 fn deep_nesting_in_header() {
-    let header = format!(r#"{{"alg":"ES256","x":{}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
+    let header = format!(
+        r#"{{"alg":"ES256","x":{}{}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
     let t = k1().sign(&header, BASE_CLAIMS);
-    assert!(matches!(JwtSvid::decode(&t, 1 << 20), Err(JwtSvidError::HeaderJson(_))));
+    assert!(matches!(
+        JwtSvid::decode(&t, 1 << 20),
+        Err(JwtSvidError::HeaderJson(_))
+    ));
 }

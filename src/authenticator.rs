@@ -1,0 +1,203 @@
+//! The decision for one request: pass it through, read its body, or authenticate its JWT-SVID
+//! client assertion and answer with the verified identity or an OAuth error.
+//!
+//! Pure logic: the request head, the body, the trust bundles and the time come in as arguments.
+
+use crate::bundle::TrustBundle;
+use crate::config::{Config, TrustDomainConfig};
+use crate::jwt_svid::{JwtSvid, JwtSvidPolicy};
+use crate::oauth_error::ErrorCode;
+use crate::spiffe_id::SpiffeId;
+use crate::token_request::{is_form_content_type, AuthParameters, Method};
+use std::sync::Arc;
+
+/// What the filter knows about a request from its headers.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHead<'a> {
+    pub method: &'a str,
+    /// `:path`, query string included.
+    pub path: &'a str,
+    pub content_type: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+}
+
+/// A refusal: what to answer, and what to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: ErrorCode,
+    /// Operator-facing reason (log only, never sent to the client).
+    pub reason: String,
+    /// The SPIFFE ID the request claimed, when there was one (log only).
+    pub claimed_id: Option<String>,
+}
+
+impl Rejection {
+    fn new(code: ErrorCode, reason: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            reason: reason.into(),
+            claimed_id: None,
+        }
+    }
+
+    fn claiming(mut self, id: &SpiffeId) -> Self {
+        self.claimed_id = Some(id.to_string());
+        self
+    }
+}
+
+/// What to do after the request headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadAction {
+    /// Not a token request: forward it (after removing client-sent identity headers).
+    PassThrough,
+    /// A token request: hold the headers and read the whole body before deciding.
+    ReadBody,
+    Reject(Rejection),
+}
+
+/// The outcome of a token request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward to the AS with these identity headers.
+    Authenticated {
+        spiffe_id: SpiffeId,
+        client_id: String,
+    },
+    /// No SPIFFE credential: forward unchanged; the AS authenticates the client its own way.
+    PassThrough,
+    Reject(Rejection),
+}
+
+/// Where verified bundles come from (the shared-data trust store in the filter).
+pub trait BundleSource {
+    /// The current bundle of a configured trust domain, if one has been fetched.
+    fn bundle_for(&self, trust_domain: &TrustDomainConfig) -> Option<Arc<TrustBundle>>;
+}
+
+/// Decides from the headers whether the body must be read (REQ-1, REQ-2, EDGE-4).
+pub fn inspect_head(config: &Config, head: &RequestHead<'_>) -> HeadAction {
+    let path = head.path.split(['?', '#']).next().unwrap_or_default();
+    // Only POSTs to a token path carry client credentials; credentials in a query string or in
+    // another method are never read (REQ-1, REQ-2), and the AS refuses such requests itself.
+    if !config.is_token_path(path) || head.method != "POST" {
+        return HeadAction::PassThrough;
+    }
+    match head.content_type {
+        Some(ct) if is_form_content_type(ct) => HeadAction::ReadBody,
+        Some(ct) => HeadAction::Reject(Rejection::new(
+            ErrorCode::InvalidRequest,
+            format!("content-type {ct:?} is not application/x-www-form-urlencoded"),
+        )),
+        None => HeadAction::Reject(Rejection::new(
+            ErrorCode::InvalidRequest,
+            "token request without content-type",
+        )),
+    }
+}
+
+/// Authenticates a token request from its complete form body. `now` is Unix seconds.
+pub fn authenticate(
+    config: &Config,
+    head: &RequestHead<'_>,
+    body: &[u8],
+    bundles: &dyn BundleSource,
+    now: u64,
+) -> Verdict {
+    match authenticate_inner(config, head, body, bundles, now) {
+        Ok(Some((spiffe_id, client_id))) => Verdict::Authenticated {
+            spiffe_id,
+            client_id,
+        },
+        Ok(None) => Verdict::PassThrough,
+        Err(rejection) => Verdict::Reject(rejection),
+    }
+}
+
+fn authenticate_inner(
+    config: &Config,
+    head: &RequestHead<'_>,
+    body: &[u8],
+    bundles: &dyn BundleSource,
+    now: u64,
+) -> Result<Option<(SpiffeId, String)>, Rejection> {
+    use ErrorCode::{InvalidClient, InvalidRequest};
+    if body.len() > config.limits.max_body_bytes {
+        return Err(Rejection::new(
+            ErrorCode::BodyTooLarge,
+            "body over limits.max_body_bytes",
+        ));
+    }
+    let params = AuthParameters::from_form(body)
+        .map_err(|e| Rejection::new(InvalidRequest, format!("form body: {e}")))?;
+    match params.method() {
+        Method::NotSpiffe => return Ok(None),
+        Method::NearMissAssertionType => {
+            return Err(Rejection::new(
+                InvalidRequest,
+                "client_assertion_type is a case, space or encoding variant of the jwt-spiffe URN",
+            ))
+        }
+        Method::JwtSvid => {}
+    }
+    // One client authentication method per request (RFC 6749 §2.3, REQ-9, requirements OPEN-6).
+    if head.authorization.is_some() {
+        return Err(Rejection::new(
+            InvalidClient,
+            "jwt-spiffe assertion together with an Authorization header",
+        ));
+    }
+    if params.client_secret.is_some() {
+        return Err(Rejection::new(
+            InvalidClient,
+            "jwt-spiffe assertion together with client_secret",
+        ));
+    }
+    let assertion = params
+        .client_assertion
+        .as_deref()
+        .ok_or_else(|| Rejection::new(InvalidRequest, "client_assertion is missing"))?;
+    if config.require_client_id && params.client_id.is_none() {
+        return Err(Rejection::new(
+            InvalidRequest,
+            "client_id is missing (require_client_id)",
+        ));
+    }
+
+    let svid = JwtSvid::decode(assertion, config.limits.max_assertion_bytes)
+        .map_err(|e| Rejection::new(InvalidClient, format!("JWT-SVID: {e}")))?;
+    let claimed = svid.subject().clone();
+    // The bundle is chosen by the trust domain in `sub`, among configured ones only (JWT-12, ID-9).
+    let trust_domain = config.trust_domain_of(&claimed).ok_or_else(|| {
+        Rejection::new(InvalidClient, "trust domain of sub is not configured").claiming(&claimed)
+    })?;
+    let bundle = bundles.bundle_for(trust_domain).ok_or_else(|| {
+        Rejection::new(InvalidClient, "no bundle fetched yet for the trust domain")
+            .claiming(&claimed)
+    })?;
+    let policy = JwtSvidPolicy {
+        audience: &config.issuer,
+        leeway_secs: config.clock_skew.as_secs(),
+    };
+    let spiffe_id = svid
+        .verify(&bundle, &policy, now)
+        .map_err(|e| Rejection::new(InvalidClient, format!("JWT-SVID: {e}")).claiming(&claimed))?;
+
+    // Client binding only after the signature verified (CID-9).
+    let client_id = config.clients.get(&spiffe_id).ok_or_else(|| {
+        Rejection::new(InvalidClient, "SPIFFE ID is not a registered client").claiming(&spiffe_id)
+    })?;
+    if let Some(sent) = &params.client_id {
+        if sent != client_id {
+            return Err(Rejection::new(
+                InvalidClient,
+                format!("client_id {sent:?} is not the client registered for the SPIFFE ID"),
+            )
+            .claiming(&spiffe_id));
+        }
+    }
+    Ok(Some((spiffe_id, client_id.clone())))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,384 @@
+//! Requirements §4.5 token-request shapes and the CID rules, against the decision core.
+
+use super::*;
+use crate::test_support::*;
+use crate::token_request::JWT_SPIFFE;
+use std::collections::HashMap;
+
+const TYPE_ENC: &str = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-spiffe";
+
+fn config_json(extra: &str) -> String {
+    format!(
+        r#"{{"issuer":"https://as.example.com","token_paths":["/token"],
+        "trust_domains":{{
+          "example.org":{{"bundle_endpoint":{{"cluster":"b_org","authority":"bundle.example.org","path":"/b"}}}},
+          "example.net":{{"bundle_endpoint":{{"cluster":"b_net","authority":"bundle.example.net","path":"/b"}}}},
+          "example.com":{{"bundle_endpoint":{{"cluster":"b_com","authority":"bundle.example.com","path":"/b"}}}}}},
+        "clients":[{{"spiffe_id":"spiffe://example.org/my-oauth-client","client_id":"my-client"}},
+                   {{"spiffe_id":"spiffe://example.net/my-oauth-client"}}]{extra}}}"#
+    )
+}
+
+fn config() -> Config {
+    Config::parse(config_json("").as_bytes()).unwrap()
+}
+
+/// Bundles by trust domain name; example.com has none yet (cold start).
+struct Bundles(HashMap<String, Arc<TrustBundle>>);
+
+impl BundleSource for Bundles {
+    fn bundle_for(&self, td: &TrustDomainConfig) -> Option<Arc<TrustBundle>> {
+        self.0.get(td.name.as_str()).cloned()
+    }
+}
+
+fn bundles() -> Bundles {
+    let mut m = HashMap::new();
+    m.insert(
+        "example.org".to_owned(),
+        Arc::new(bundle(&[EcKey::p256(1).jwk("k1")])),
+    );
+    m.insert(
+        "example.net".to_owned(),
+        Arc::new(bundle(&[EcKey::p256(7).jwk("k1")])),
+    );
+    Bundles(m)
+}
+
+fn post<'a>() -> RequestHead<'a> {
+    RequestHead {
+        method: "POST",
+        path: "/token",
+        content_type: Some("application/x-www-form-urlencoded"),
+        authorization: None,
+    }
+}
+
+fn good_token() -> String {
+    EcKey::p256(1).sign(BASE_HEADER, BASE_CLAIMS)
+}
+
+fn body_with(assertion: &str, extra: &str) -> String {
+    format!("grant_type=client_credentials&client_assertion_type={TYPE_ENC}&client_assertion={assertion}{extra}")
+}
+
+fn decide(head: &RequestHead<'_>, body: &str) -> Verdict {
+    authenticate(&config(), head, body.as_bytes(), &bundles(), NOW)
+}
+
+fn rejected(v: Verdict) -> (ErrorCode, String) {
+    match v {
+        Verdict::Reject(r) => (r.code, r.reason),
+        other => panic!("not rejected: {other:?}"),
+    }
+}
+
+fn authenticated(spiffe_id: &str, client_id: &str) -> Verdict {
+    Verdict::Authenticated {
+        spiffe_id: SpiffeId::parse(spiffe_id).unwrap(),
+        client_id: client_id.to_owned(),
+    }
+}
+
+/// §4.5 accept shape, with and without a matching client_id (CID-1, CID-2).
+#[test]
+fn accept_shape() {
+    assert_eq!(
+        decide(&post(), &body_with(&good_token(), "")),
+        authenticated(CLIENT, "my-client")
+    );
+    assert_eq!(
+        decide(&post(), &body_with(&good_token(), "&client_id=my-client")),
+        authenticated(CLIENT, "my-client")
+    );
+    // REQ-4: empty client_id counts as absent. REQ-5: unknown parameters are fine.
+    assert_eq!(
+        decide(&post(), &body_with(&good_token(), "&client_id=&foo=bar")),
+        authenticated(CLIENT, "my-client")
+    );
+}
+
+#[test]
+fn head_inspection() {
+    let c = config();
+    assert_eq!(inspect_head(&c, &post()), HeadAction::ReadBody);
+    let with_query = RequestHead {
+        path: "/token?x=1",
+        ..post()
+    };
+    assert_eq!(inspect_head(&c, &with_query), HeadAction::ReadBody);
+    // Q4 / REQ-1: a GET to the token path is not authenticated by the filter.
+    let get = RequestHead {
+        method: "GET",
+        content_type: None,
+        ..post()
+    };
+    assert_eq!(inspect_head(&c, &get), HeadAction::PassThrough);
+    let other = RequestHead {
+        path: "/authorize",
+        ..post()
+    };
+    assert_eq!(inspect_head(&c, &other), HeadAction::PassThrough);
+    let charset = RequestHead {
+        content_type: Some("application/x-www-form-urlencoded; charset=UTF-8"),
+        ..post()
+    };
+    assert_eq!(inspect_head(&c, &charset), HeadAction::ReadBody);
+    // FC-13 c / d: JSON bodies or no content-type on the token path are malformed requests.
+    for ct in [Some("application/json"), None] {
+        let h = RequestHead {
+            content_type: ct,
+            ..post()
+        };
+        match inspect_head(&c, &h) {
+            HeadAction::Reject(r) => assert_eq!(r.code, ErrorCode::InvalidRequest),
+            other => panic!("{ct:?}: {other:?}"),
+        }
+    }
+}
+
+/// REQ-2: an assertion in the query string of a POST is never read.
+#[test]
+fn req_2_query_string_ignored() {
+    let head = RequestHead {
+        path: "/token?client_assertion_type=x&client_assertion=y",
+        ..post()
+    };
+    assert_eq!(
+        decide(&head, "grant_type=client_credentials"),
+        Verdict::PassThrough
+    );
+}
+
+/// Q1 / REQ-3: repeated client_assertion → invalid_request.
+#[test]
+fn q1_repeated_assertion() {
+    let t = good_token();
+    let (code, _) = rejected(decide(
+        &post(),
+        &body_with(&t, &format!("&client_assertion={t}")),
+    ));
+    assert_eq!(code, ErrorCode::InvalidRequest);
+}
+
+/// Q2, Q3 / REQ-9: mixed methods → invalid_client.
+#[test]
+fn q2_q3_mixed_methods() {
+    let basic = RequestHead {
+        authorization: Some("Basic czZCaGRSa3F0Mzo="),
+        ..post()
+    };
+    let (code, reason) = rejected(decide(&basic, &body_with(&good_token(), "")));
+    assert_eq!(code, ErrorCode::InvalidClient);
+    assert!(reason.contains("Authorization"));
+    let (code, reason) = rejected(decide(
+        &post(),
+        &body_with(&good_token(), "&client_secret=x"),
+    ));
+    assert_eq!(code, ErrorCode::InvalidClient);
+    assert!(reason.contains("client_secret"));
+}
+
+/// Q5 / REQ-6: a case variant of the assertion type is refused, not passed on.
+#[test]
+fn q5_near_miss_assertion_type() {
+    let body = format!(
+        "client_assertion_type={}&client_assertion={}",
+        JWT_SPIFFE.to_uppercase(),
+        good_token()
+    );
+    assert_eq!(
+        rejected(decide(&post(), &body)).0,
+        ErrorCode::InvalidRequest
+    );
+}
+
+/// Q6 / CID-2 / FC-12 e: client_id naming another client.
+#[test]
+fn q6_cid_2_client_id_mismatch() {
+    for other in [
+        "spiffe%3A%2F%2Fexample.org%2Fother",
+        "spiffe%3A%2F%2Fexample.org%2Fmy-oauth-client",
+        "My-Client",
+    ] {
+        let (code, _) = rejected(decide(
+            &post(),
+            &body_with(&good_token(), &format!("&client_id={other}")),
+        ));
+        assert_eq!(code, ErrorCode::InvalidClient, "{other}");
+    }
+}
+
+/// CID-1 / FC-10 b: a validly signed SVID that is not registered.
+#[test]
+fn cid_1_unregistered_spiffe_id() {
+    let claims = BASE_CLAIMS.replace("my-oauth-client", "not-registered");
+    let t = EcKey::p256(1).sign(BASE_HEADER, &claims);
+    let (code, reason) = rejected(decide(&post(), &body_with(&t, "")));
+    assert_eq!(code, ErrorCode::InvalidClient);
+    assert_eq!(reason, "SPIFFE ID is not a registered client");
+}
+
+/// CID-8 / JWT-12: the same path in another trust domain, signed by that domain's key, is that
+/// domain's client — never example.org's.
+#[test]
+fn cid_8_association_is_per_trust_domain() {
+    let claims = BASE_CLAIMS.replace("example.org", "example.net");
+    let t = EcKey::p256(7).sign(BASE_HEADER, &claims);
+    assert_eq!(
+        decide(&post(), &body_with(&t, "")),
+        authenticated(
+            "spiffe://example.net/my-oauth-client",
+            "spiffe://example.net/my-oauth-client"
+        )
+    );
+    // example.net's key with an example.org subject (same kid in both bundles) → bad signature.
+    let t = EcKey::p256(7).sign(BASE_HEADER, BASE_CLAIMS);
+    let (code, reason) = rejected(decide(&post(), &body_with(&t, "")));
+    assert_eq!(code, ErrorCode::InvalidClient);
+    assert_eq!(reason, "JWT-SVID: signature does not verify");
+}
+
+/// J17 / BEP-7 / JWT-15 / FC-09: unconfigured trust domain, and a configured one without a bundle.
+#[test]
+fn j17_bep_7_no_bundle_fails_closed() {
+    let claims = BASE_CLAIMS.replace("example.org", "unconfigured.example.net");
+    let t = EcKey::p256(1).sign(BASE_HEADER, &claims);
+    let (code, reason) = rejected(decide(&post(), &body_with(&t, "")));
+    assert_eq!(
+        (code, reason.as_str()),
+        (
+            ErrorCode::InvalidClient,
+            "trust domain of sub is not configured"
+        )
+    );
+    let claims = BASE_CLAIMS.replace("example.org", "example.com");
+    let t = EcKey::p256(1).sign(BASE_HEADER, &claims);
+    let (code, reason) = rejected(decide(&post(), &body_with(&t, "")));
+    assert_eq!(
+        (code, reason.as_str()),
+        (
+            ErrorCode::InvalidClient,
+            "no bundle fetched yet for the trust domain"
+        )
+    );
+}
+
+/// ERR-2 choice: a jwt-spiffe type without client_assertion is a missing parameter.
+#[test]
+fn err_2_missing_assertion_is_invalid_request() {
+    let body = format!("client_assertion_type={TYPE_ENC}");
+    assert_eq!(
+        rejected(decide(&post(), &body)).0,
+        ErrorCode::InvalidRequest
+    );
+    let body = format!("client_assertion_type={TYPE_ENC}&client_assertion=");
+    assert_eq!(
+        rejected(decide(&post(), &body)).0,
+        ErrorCode::InvalidRequest
+    );
+}
+
+/// CID-3: require_client_id (draft editor's copy mode).
+#[test]
+fn cid_3_require_client_id() {
+    let c = Config::parse(config_json(r#","require_client_id":true"#).as_bytes()).unwrap();
+    let missing = authenticate(
+        &c,
+        &post(),
+        body_with(&good_token(), "").as_bytes(),
+        &bundles(),
+        NOW,
+    );
+    assert_eq!(rejected(missing).0, ErrorCode::InvalidRequest);
+    let sent = authenticate(
+        &c,
+        &post(),
+        body_with(&good_token(), "&client_id=my-client").as_bytes(),
+        &bundles(),
+        NOW,
+    );
+    assert_eq!(sent, authenticated(CLIENT, "my-client"));
+}
+
+/// REQ-8: two JWTs in one client_assertion.
+#[test]
+fn req_8_exactly_one_jwt() {
+    let t = good_token();
+    for joined in [format!("{t}+{t}"), format!("{t}%2C{t}")] {
+        assert_eq!(
+            rejected(decide(&post(), &body_with(&joined, ""))).0,
+            ErrorCode::InvalidClient
+        );
+    }
+}
+
+/// REQ-12 / J30: oversized assertion and oversized body.
+#[test]
+fn req_12_size_limits() {
+    let big = "A".repeat(20_000);
+    assert_eq!(
+        rejected(decide(&post(), &body_with(&big, ""))).0,
+        ErrorCode::InvalidClient
+    );
+    let huge = format!("x={}", "a".repeat(70_000));
+    assert_eq!(rejected(decide(&post(), &huge)).0, ErrorCode::BodyTooLarge);
+}
+
+/// Requests without SPIFFE credentials pass through (EDGE-5, FC-21 a).
+#[test]
+fn edge_5_other_methods_pass_through() {
+    assert_eq!(
+        decide(
+            &post(),
+            "grant_type=client_credentials&client_id=a&client_secret=b"
+        ),
+        Verdict::PassThrough
+    );
+    let basic = RequestHead {
+        authorization: Some("Basic abc"),
+        ..post()
+    };
+    assert_eq!(
+        decide(&basic, "grant_type=client_credentials"),
+        Verdict::PassThrough
+    );
+    let bearer = "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=x";
+    assert_eq!(decide(&post(), bearer), Verdict::PassThrough);
+    assert_eq!(decide(&post(), ""), Verdict::PassThrough);
+}
+
+/// FC-13 j: malformed form encoding is invalid_request.
+#[test]
+fn fc_13_bad_form_is_invalid_request() {
+    assert_eq!(
+        rejected(decide(&post(), "client_assertion=ab%zz")).0,
+        ErrorCode::InvalidRequest
+    );
+}
+
+/// FC-10 a: an `iss` claim is ignored.
+#[test]
+fn fc_10_iss_ignored() {
+    let claims = BASE_CLAIMS.replacen('{', r#"{"iss":"https://oidc.example.org","#, 1);
+    let t = EcKey::p256(1).sign(BASE_HEADER, &claims);
+    assert_eq!(
+        decide(&post(), &body_with(&t, "")),
+        authenticated(CLIENT, "my-client")
+    );
+}
+
+/// Rejections after the subject is known carry it for the log.
+#[test]
+fn claimed_id_is_logged() {
+    let expired = BASE_CLAIMS.replace("1747124600", "1747124000");
+    let t = EcKey::p256(1).sign(BASE_HEADER, &expired);
+    match decide(&post(), &body_with(&t, "")) {
+        Verdict::Reject(r) => {
+            assert_eq!(r.code, ErrorCode::InvalidClient);
+            assert_eq!(r.reason, "JWT-SVID: expired");
+            assert_eq!(r.claimed_id.as_deref(), Some(CLIENT));
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,275 @@
+//! Fetching bundles from SPIFFE bundle endpoints: when each trust domain is due, what request
+//! to send through the host's HTTP callout, and how to judge the response (requirements BEP-1 …
+//! BEP-7, BEP-10, BEP-13).
+//!
+//! Host-agnostic: the root context turns [`FetchSchedule::due`] into `dispatch_http_call`s and
+//! feeds the answers to [`evaluate_response`]. Times are milliseconds of host time.
+
+use crate::bundle::{BundleError, TrustBundle};
+use crate::config::{BundleEndpoint, RefreshPolicy};
+use crate::spiffe_id::TrustDomain;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// Largest bundle document accepted (BEP-13). Real bundles are a few KiB.
+pub const MAX_BUNDLE_BYTES: usize = 1024 * 1024;
+
+/// Headers of the GET sent to a bundle endpoint: no credentials of any kind (BEP-4).
+pub fn request_headers(endpoint: &BundleEndpoint) -> Vec<(&'static str, &str)> {
+    vec![
+        (":method", "GET"),
+        (":path", endpoint.path.as_str()),
+        (":authority", endpoint.authority.as_str()),
+        ("accept", "application/json"),
+    ]
+}
+
+/// Why a fetch did not produce a usable bundle. The last good bundle stays in use (BEP-6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// The callout could not be dispatched (unknown cluster, missing header).
+    Dispatch(String),
+    /// No `:status` in the answer.
+    NoStatus,
+    /// Any status but 200, including Envoy's synthetic 503 (TLS or connection failure) and
+    /// 504 (timeout). Redirects are failures: the callout does not follow them (BEP-9).
+    Status(String),
+    TooLarge(usize),
+    Invalid(BundleError),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Dispatch(e) => write!(f, "callout not dispatched: {e}"),
+            FetchError::NoStatus => f.write_str("answer has no :status"),
+            FetchError::Status(s) => write!(f, "HTTP status {s}"),
+            FetchError::TooLarge(n) => write!(f, "body of {n} bytes is over {MAX_BUNDLE_BYTES}"),
+            FetchError::Invalid(e) => write!(f, "not a SPIFFE bundle: {e}"),
+        }
+    }
+}
+
+/// Judges a bundle endpoint's answer. `body_size` is checked before the body is read, so an
+/// oversized body is never copied into the VM.
+pub fn check_status_and_size(status: Option<&str>, body_size: usize) -> Result<(), FetchError> {
+    match status {
+        None => Err(FetchError::NoStatus),
+        Some("200") if body_size > MAX_BUNDLE_BYTES => Err(FetchError::TooLarge(body_size)),
+        Some("200") => Ok(()),
+        Some(other) => Err(FetchError::Status(other.chars().take(16).collect())),
+    }
+}
+
+/// Parses the body of a 200 answer.
+pub fn evaluate_response(body: &[u8]) -> Result<TrustBundle, FetchError> {
+    TrustBundle::parse(body).map_err(FetchError::Invalid)
+}
+
+/// How long until the next refresh after a good fetch: the bundle's hint, clamped (BEP-3).
+pub fn refresh_delay(bundle: &TrustBundle, policy: &RefreshPolicy) -> Duration {
+    let hint = match bundle.refresh_hint {
+        Some(secs) => Duration::from_secs(u64::try_from(secs).unwrap_or(0)),
+        None => policy.default_refresh,
+    };
+    hint.clamp(policy.min_refresh, policy.max_refresh)
+}
+
+/// Per-trust-domain fetch state of one root context.
+#[derive(Debug, Clone, Default)]
+struct DomainState {
+    next_due_ms: u64,
+    /// Callout token and the time it was sent.
+    in_flight: Option<(u32, u64)>,
+}
+
+/// When each trust domain is next fetched, and which callouts are outstanding.
+#[derive(Debug, Clone, Default)]
+pub struct FetchSchedule {
+    domains: BTreeMap<TrustDomain, DomainState>,
+}
+
+/// A callout still unanswered this long after its own timeout is considered lost (the host
+/// answers timeouts with a synthetic 504, so this only covers VMs whose callbacks never run).
+const LOST_CALLOUT_GRACE_MS: u64 = 5_000;
+
+impl FetchSchedule {
+    /// Every trust domain becomes due at `first_due_ms`.
+    pub fn new<'a>(domains: impl IntoIterator<Item = &'a TrustDomain>, first_due_ms: u64) -> Self {
+        FetchSchedule {
+            domains: domains
+                .into_iter()
+                .map(|td| {
+                    (
+                        td.clone(),
+                        DomainState {
+                            next_due_ms: first_due_ms,
+                            in_flight: None,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Trust domains to fetch now: due, and with no live callout. `timeout_of` gives each
+    /// domain's callout timeout, after which (plus a grace period) a callout counts as lost.
+    pub fn due(
+        &self,
+        now_ms: u64,
+        timeout_of: impl Fn(&TrustDomain) -> Duration,
+    ) -> Vec<TrustDomain> {
+        self.domains
+            .iter()
+            .filter(|(td, st)| {
+                let lost_after = duration_ms(timeout_of(td)).saturating_add(LOST_CALLOUT_GRACE_MS);
+                let live = st
+                    .in_flight
+                    .is_some_and(|(_, sent)| now_ms.saturating_sub(sent) < lost_after);
+                !live && now_ms >= st.next_due_ms
+            })
+            .map(|(td, _)| td.clone())
+            .collect()
+    }
+
+    pub fn dispatched(&mut self, td: &TrustDomain, token: u32, now_ms: u64) {
+        if let Some(st) = self.domains.get_mut(td) {
+            st.in_flight = Some((token, now_ms));
+        }
+    }
+
+    /// The trust domain a callout answer belongs to, clearing its in-flight mark.
+    pub fn answered(&mut self, token: u32) -> Option<TrustDomain> {
+        let (td, st) = self
+            .domains
+            .iter_mut()
+            .find(|(_, st)| st.in_flight.is_some_and(|(t, _)| t == token))?;
+        st.in_flight = None;
+        Some(td.clone())
+    }
+
+    /// Sets when `td` is next due.
+    pub fn schedule(&mut self, td: &TrustDomain, now_ms: u64, delay: Duration) {
+        if let Some(st) = self.domains.get_mut(td) {
+            st.next_due_ms = now_ms.saturating_add(duration_ms(delay));
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RefreshPolicy {
+        RefreshPolicy {
+            initial_delay: Duration::from_millis(200),
+            default_refresh: Duration::from_secs(300),
+            min_refresh: Duration::from_secs(60),
+            max_refresh: Duration::from_secs(86_400),
+            retry: Duration::from_secs(10),
+        }
+    }
+
+    fn with_hint(hint: Option<i64>) -> TrustBundle {
+        TrustBundle {
+            refresh_hint: hint,
+            ..TrustBundle::default()
+        }
+    }
+
+    /// BEP-3: hint followed, default without one, clamped at both ends.
+    #[test]
+    fn bep_3_refresh_delay() {
+        let p = policy();
+        assert_eq!(
+            refresh_delay(&with_hint(Some(300)), &p),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            refresh_delay(&with_hint(None), &p),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            refresh_delay(&with_hint(Some(0)), &p),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            refresh_delay(&with_hint(Some(-5)), &p),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            refresh_delay(&with_hint(Some(1_000_000_000)), &p),
+            Duration::from_secs(86_400)
+        );
+    }
+
+    /// BEP-6 / R5 / R6: non-200 answers, oversized and unparsable bodies are failures.
+    #[test]
+    fn bep_6_status_and_size() {
+        assert_eq!(check_status_and_size(Some("200"), 10), Ok(()));
+        for s in ["500", "404", "302", "301", "503", "504", "204"] {
+            assert_eq!(
+                check_status_and_size(Some(s), 10),
+                Err(FetchError::Status(s.into()))
+            );
+        }
+        assert_eq!(check_status_and_size(None, 10), Err(FetchError::NoStatus));
+        assert_eq!(
+            check_status_and_size(Some("200"), MAX_BUNDLE_BYTES + 1),
+            Err(FetchError::TooLarge(MAX_BUNDLE_BYTES + 1))
+        );
+        assert!(matches!(
+            evaluate_response(b"<html>"),
+            Err(FetchError::Invalid(_))
+        ));
+        assert!(evaluate_response(br#"{"keys":[]}"#).is_ok());
+    }
+
+    /// BEP-4: a plain GET with no credentials.
+    #[test]
+    fn bep_4_plain_get() {
+        let ep = BundleEndpoint {
+            cluster: "c".into(),
+            authority: "bundle.example.org".into(),
+            path: "/bundle.json".into(),
+            timeout: Duration::from_secs(5),
+        };
+        let h = request_headers(&ep);
+        assert_eq!(h[0], (":method", "GET"));
+        assert!(h.contains(&(":path", "/bundle.json")));
+        assert!(h.contains(&(":authority", "bundle.example.org")));
+        assert!(!h
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization")));
+    }
+
+    #[test]
+    fn schedule_lifecycle() {
+        let org = TrustDomain::parse("example.org").unwrap();
+        let net = TrustDomain::parse("example.net").unwrap();
+        let timeout = |_: &TrustDomain| Duration::from_secs(5);
+        let mut s = FetchSchedule::new([&org, &net], 200);
+        assert!(s.due(100, timeout).is_empty());
+        assert_eq!(s.due(200, timeout), vec![net.clone(), org.clone()]);
+        s.dispatched(&org, 7, 200);
+        assert_eq!(
+            s.due(300, timeout),
+            vec![net.clone()],
+            "in flight is not due again"
+        );
+        assert_eq!(s.answered(99), None);
+        assert_eq!(s.answered(7), Some(org.clone()));
+        s.schedule(&org, 300, Duration::from_secs(60));
+        assert_eq!(s.due(300, timeout), vec![net.clone()]);
+        assert_eq!(s.due(60_300, timeout), vec![net.clone(), org.clone()]);
+        // A callout that never answers is given up after its timeout plus the grace period.
+        s.dispatched(&net, 8, 1_000);
+        assert!(!s.due(10_999, timeout).contains(&net));
+        assert!(s.due(11_000, timeout).contains(&net));
+    }
+}

@@ -1,0 +1,476 @@
+//! Plugin configuration: the JSON an operator puts in the Envoy wasm filter's `configuration`
+//! (or an Istio `WasmPlugin.pluginConfig`), parsed and checked once, with every refusal naming
+//! the offending field path.
+
+use crate::spiffe_id::{SpiffeId, TrustDomain};
+use crate::strict_json;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+/// A refused configuration: the field path (`trust_domains.example.org.bundle_endpoint.path`)
+/// and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "configuration: {}", self.message)
+        } else {
+            write!(f, "configuration field {}: {}", self.field, self.message)
+        }
+    }
+}
+
+fn refuse(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Where a trust domain's SPIFFE bundle is fetched (an Envoy cluster doing Web PKI TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleEndpoint {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout: Duration,
+}
+
+/// One configured trust domain (BEP-1: configured, never derived from a token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustDomainConfig {
+    pub name: TrustDomain,
+    pub endpoint: BundleEndpoint,
+}
+
+/// Names of the request headers that carry the verified identity to the AS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    pub spiffe_id: String,
+    pub client_id: String,
+}
+
+/// Size bounds on client input (REQ-12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_assertion_bytes: usize,
+}
+
+/// When bundles are fetched (BEP-3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    /// Delay of the first fetch after the plugin starts.
+    pub initial_delay: Duration,
+    /// Used when a bundle carries no `spiffe_refresh_hint`.
+    pub default_refresh: Duration,
+    pub min_refresh: Duration,
+    pub max_refresh: Duration,
+    /// Delay before trying again after a failed fetch.
+    pub retry: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The AS issuer identifier, the only accepted `aud` (AUD-7).
+    pub issuer: String,
+    pub token_paths: Vec<String>,
+    pub trust_domains: BTreeMap<TrustDomain, TrustDomainConfig>,
+    /// Registered SPIFFE IDs and the client id each authenticates as (CID-1).
+    pub clients: HashMap<SpiffeId, String>,
+    pub identity_headers: IdentityHeaders,
+    pub clock_skew: Duration,
+    /// draft editor's copy after -02: `client_id` required with a JWT-SVID (CID-3).
+    pub require_client_id: bool,
+    pub limits: Limits,
+    pub refresh: RefreshPolicy,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    issuer: String,
+    token_paths: Vec<String>,
+    trust_domains: BTreeMap<String, RawTrustDomain>,
+    clients: Vec<RawClient>,
+    #[serde(default)]
+    identity_headers: RawIdentityHeaders,
+    #[serde(default = "default_skew")]
+    clock_skew_seconds: u64,
+    #[serde(default)]
+    require_client_id: bool,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    bundle_refresh: RawRefresh,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrustDomain {
+    bundle_endpoint: RawEndpoint,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    cluster: String,
+    authority: String,
+    path: String,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    spiffe_id: String,
+    client_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawIdentityHeaders {
+    spiffe_id: String,
+    client_id: String,
+}
+
+impl Default for RawIdentityHeaders {
+    fn default() -> Self {
+        RawIdentityHeaders {
+            spiffe_id: "x-spiffe-id".into(),
+            client_id: "x-oauth-client-id".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    max_body_bytes: usize,
+    max_assertion_bytes: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_body_bytes: 64 * 1024,
+            max_assertion_bytes: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRefresh {
+    initial_delay_ms: u64,
+    default_refresh_seconds: u64,
+    min_refresh_seconds: u64,
+    max_refresh_seconds: u64,
+    retry_seconds: u64,
+}
+
+impl Default for RawRefresh {
+    fn default() -> Self {
+        RawRefresh {
+            initial_delay_ms: 200,
+            default_refresh_seconds: 300,
+            min_refresh_seconds: 60,
+            max_refresh_seconds: 86_400,
+            retry_seconds: 10,
+        }
+    }
+}
+
+fn default_skew() -> u64 {
+    60
+}
+
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+
+/// Longest clock skew accepted: RFC 7519 speaks of "a few minutes" at most.
+const MAX_SKEW_SECONDS: u64 = 300;
+
+impl Config {
+    /// Parses and validates the plugin configuration.
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let value = strict_json::parse_value(bytes).map_err(|e| refuse("", e.to_string()))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            refuse(path, e.into_inner().to_string())
+        })?;
+        raw.validate()
+    }
+
+    /// The configuration of the trust domain named by `spiffe_id`, if it is configured.
+    pub fn trust_domain_of(&self, spiffe_id: &SpiffeId) -> Option<&TrustDomainConfig> {
+        self.trust_domains
+            .iter()
+            .find(|(name, _)| name.as_str() == spiffe_id.trust_domain_name())
+            .map(|(_, td)| td)
+    }
+
+    pub fn is_token_path(&self, path: &str) -> bool {
+        self.token_paths.iter().any(|p| p == path)
+    }
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        check_issuer(&self.issuer)?;
+        if self.token_paths.is_empty() {
+            return Err(refuse("token_paths", "must list at least one path"));
+        }
+        for (i, p) in self.token_paths.iter().enumerate() {
+            if !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace) {
+                return Err(refuse(
+                    format!("token_paths[{i}]"),
+                    "must be an absolute path without query or fragment",
+                ));
+            }
+        }
+        if self.trust_domains.is_empty() {
+            return Err(refuse(
+                "trust_domains",
+                "must configure at least one trust domain",
+            ));
+        }
+        let mut trust_domains = BTreeMap::new();
+        for (name, td) in self.trust_domains {
+            let field = format!("trust_domains.{name}");
+            let parsed = TrustDomain::parse(&name)
+                .map_err(|e| refuse(&field, format!("not a trust domain name: {e}")))?;
+            let endpoint = td
+                .bundle_endpoint
+                .validate(&format!("{field}.bundle_endpoint"))?;
+            trust_domains.insert(
+                parsed.clone(),
+                TrustDomainConfig {
+                    name: parsed,
+                    endpoint,
+                },
+            );
+        }
+        let mut clients = HashMap::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            let field = format!("clients[{i}]");
+            let id = SpiffeId::parse(&c.spiffe_id).map_err(|e| {
+                refuse(
+                    format!("{field}.spiffe_id"),
+                    format!("not a SPIFFE ID: {e}"),
+                )
+            })?;
+            if id.is_trust_domain_id() {
+                return Err(refuse(
+                    format!("{field}.spiffe_id"),
+                    "a trust domain ID (no path) is not a client identity",
+                ));
+            }
+            if !trust_domains
+                .keys()
+                .any(|td| td.as_str() == id.trust_domain_name())
+            {
+                return Err(refuse(
+                    format!("{field}.spiffe_id"),
+                    format!(
+                        "trust domain {:?} is not in trust_domains",
+                        id.trust_domain_name()
+                    ),
+                ));
+            }
+            let client_id = c.client_id.clone().unwrap_or_else(|| c.spiffe_id.clone());
+            if client_id.is_empty() {
+                return Err(refuse(format!("{field}.client_id"), "must not be empty"));
+            }
+            if clients.insert(id, client_id).is_some() {
+                return Err(refuse(format!("{field}.spiffe_id"), "registered twice"));
+            }
+        }
+        let identity_headers = IdentityHeaders {
+            spiffe_id: check_header_name(
+                "identity_headers.spiffe_id",
+                &self.identity_headers.spiffe_id,
+            )?,
+            client_id: check_header_name(
+                "identity_headers.client_id",
+                &self.identity_headers.client_id,
+            )?,
+        };
+        if identity_headers.spiffe_id == identity_headers.client_id {
+            return Err(refuse(
+                "identity_headers.client_id",
+                "must differ from identity_headers.spiffe_id",
+            ));
+        }
+        if self.clock_skew_seconds > MAX_SKEW_SECONDS {
+            return Err(refuse(
+                "clock_skew_seconds",
+                format!("must be at most {MAX_SKEW_SECONDS}"),
+            ));
+        }
+        let limits = self.limits.validate()?;
+        let refresh = self.bundle_refresh.validate()?;
+        Ok(Config {
+            issuer: self.issuer,
+            token_paths: self.token_paths,
+            trust_domains,
+            clients,
+            identity_headers,
+            clock_skew: Duration::from_secs(self.clock_skew_seconds),
+            require_client_id: self.require_client_id,
+            limits,
+            refresh,
+        })
+    }
+}
+
+impl RawEndpoint {
+    fn validate(self, field: &str) -> Result<BundleEndpoint, ConfigError> {
+        if self.cluster.is_empty() {
+            return Err(refuse(
+                format!("{field}.cluster"),
+                "must name an Envoy cluster",
+            ));
+        }
+        let authority_ok = !self.authority.is_empty()
+            && self.authority.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+            });
+        if !authority_ok {
+            return Err(refuse(
+                format!("{field}.authority"),
+                "must be a host name (optionally with :port), without userinfo (BEP-2)",
+            ));
+        }
+        if !self.path.starts_with('/') || self.path.chars().any(|c| c.is_whitespace() || c == '#') {
+            return Err(refuse(format!("{field}.path"), "must be an absolute path"));
+        }
+        if !(100..=60_000).contains(&self.timeout_ms) {
+            return Err(refuse(
+                format!("{field}.timeout_ms"),
+                "must be between 100 and 60000",
+            ));
+        }
+        Ok(BundleEndpoint {
+            cluster: self.cluster,
+            authority: self.authority,
+            path: self.path,
+            timeout: Duration::from_millis(self.timeout_ms),
+        })
+    }
+}
+
+impl RawLimits {
+    fn validate(self) -> Result<Limits, ConfigError> {
+        if !(1024..=1024 * 1024).contains(&self.max_body_bytes) {
+            return Err(refuse(
+                "limits.max_body_bytes",
+                "must be between 1024 and 1048576",
+            ));
+        }
+        if !(256..=self.max_body_bytes).contains(&self.max_assertion_bytes) {
+            return Err(refuse(
+                "limits.max_assertion_bytes",
+                "must be between 256 and limits.max_body_bytes",
+            ));
+        }
+        Ok(Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_assertion_bytes: self.max_assertion_bytes,
+        })
+    }
+}
+
+impl RawRefresh {
+    fn validate(self) -> Result<RefreshPolicy, ConfigError> {
+        let f = |name: &str| format!("bundle_refresh.{name}");
+        if self.min_refresh_seconds == 0 {
+            return Err(refuse(f("min_refresh_seconds"), "must be at least 1"));
+        }
+        if self.max_refresh_seconds < self.min_refresh_seconds {
+            return Err(refuse(
+                f("max_refresh_seconds"),
+                "must be at least min_refresh_seconds",
+            ));
+        }
+        if !(self.min_refresh_seconds..=self.max_refresh_seconds)
+            .contains(&self.default_refresh_seconds)
+        {
+            return Err(refuse(
+                f("default_refresh_seconds"),
+                "must lie between min_refresh_seconds and max_refresh_seconds",
+            ));
+        }
+        if self.retry_seconds == 0 {
+            return Err(refuse(f("retry_seconds"), "must be at least 1"));
+        }
+        if self.initial_delay_ms == 0 || self.initial_delay_ms > 60_000 {
+            return Err(refuse(f("initial_delay_ms"), "must be between 1 and 60000"));
+        }
+        Ok(RefreshPolicy {
+            initial_delay: Duration::from_millis(self.initial_delay_ms),
+            default_refresh: Duration::from_secs(self.default_refresh_seconds),
+            min_refresh: Duration::from_secs(self.min_refresh_seconds),
+            max_refresh: Duration::from_secs(self.max_refresh_seconds),
+            retry: Duration::from_secs(self.retry_seconds),
+        })
+    }
+}
+
+/// The issuer identifier is an https URL without query or fragment (RFC 8414 §2; AUD-7).
+fn check_issuer(issuer: &str) -> Result<(), ConfigError> {
+    let Some(rest) = issuer.strip_prefix("https://") else {
+        return Err(refuse(
+            "issuer",
+            "must be an https URL (the AS issuer identifier)",
+        ));
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty()
+        || host.contains('@')
+        || issuer.contains(['?', '#'])
+        || issuer.chars().any(char::is_whitespace)
+    {
+        return Err(refuse(
+            "issuer",
+            "must be an https URL with a host and no userinfo, query or fragment",
+        ));
+    }
+    Ok(())
+}
+
+/// Header names are lowercase HTTP tokens (Envoy stores them lowercase) and not pseudo-headers.
+fn check_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    let ok = !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
+    let reserved = [
+        "host",
+        "authorization",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+    ];
+    if !ok || reserved.contains(&name) {
+        return Err(refuse(
+            field,
+            "must be a lowercase header name (a-z 0-9 - _ .) other than a standard request header",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests;

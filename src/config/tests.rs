@@ -1,0 +1,302 @@
+//! Configuration parsing: defaults, and every refusal names its field (AUD-7, BEP-1, BEP-2,
+//! BUN-20, ID-9, FC-01 b).
+
+use super::*;
+use serde_json::{json, Value};
+
+fn base() -> Value {
+    json!({
+        "issuer": "https://as.example.com",
+        "token_paths": ["/token"],
+        "trust_domains": {
+            "example.org": {
+                "bundle_endpoint": {
+                    "cluster": "bundle_example_org",
+                    "authority": "bundle.example.org",
+                    "path": "/bundle.json"
+                }
+            }
+        },
+        "clients": [
+            {"spiffe_id": "spiffe://example.org/demo-client", "client_id": "demo-client"},
+            {"spiffe_id": "spiffe://example.org/self-named"}
+        ]
+    })
+}
+
+fn parse(v: &Value) -> Result<Config, ConfigError> {
+    Config::parse(v.to_string().as_bytes())
+}
+
+fn refused(v: &Value) -> ConfigError {
+    match parse(v) {
+        Ok(_) => panic!("accepted: {v}"),
+        Err(e) => e,
+    }
+}
+
+fn with(path: &[&str], value: Value) -> Value {
+    let mut v = base();
+    let mut cur = &mut v;
+    for (i, p) in path.iter().enumerate() {
+        if i + 1 == path.len() {
+            cur[*p] = value.clone();
+        } else {
+            cur = &mut cur[*p];
+        }
+    }
+    v
+}
+
+#[test]
+fn minimal_config_and_defaults() {
+    let c = parse(&base()).unwrap();
+    assert_eq!(c.issuer, "https://as.example.com");
+    assert!(c.is_token_path("/token"));
+    assert!(!c.is_token_path("/token/"));
+    let td = TrustDomain::parse("example.org").unwrap();
+    let ep = &c.trust_domains[&td].endpoint;
+    assert_eq!(ep.cluster, "bundle_example_org");
+    assert_eq!(ep.timeout, Duration::from_secs(5));
+    let demo = SpiffeId::parse("spiffe://example.org/demo-client").unwrap();
+    assert_eq!(c.clients[&demo], "demo-client");
+    let selfnamed = SpiffeId::parse("spiffe://example.org/self-named").unwrap();
+    assert_eq!(c.clients[&selfnamed], "spiffe://example.org/self-named");
+    assert_eq!(c.identity_headers.spiffe_id, "x-spiffe-id");
+    assert_eq!(c.identity_headers.client_id, "x-oauth-client-id");
+    assert_eq!(c.clock_skew, Duration::from_secs(60));
+    assert!(!c.require_client_id);
+    assert_eq!(c.limits.max_body_bytes, 65536);
+    assert_eq!(c.limits.max_assertion_bytes, 16384);
+    assert_eq!(c.refresh.default_refresh, Duration::from_secs(300));
+    assert_eq!(c.refresh.initial_delay, Duration::from_millis(200));
+}
+
+#[test]
+fn id_9_trust_domain_lookup_is_exact() {
+    let c = parse(&base()).unwrap();
+    let id = |s: &str| SpiffeId::parse(s).unwrap();
+    assert!(c.trust_domain_of(&id("spiffe://example.org/a")).is_some());
+    assert!(c
+        .trust_domain_of(&id("spiffe://example.org.evil/a"))
+        .is_none());
+    assert!(c
+        .trust_domain_of(&id("spiffe://bundle.example.org/a"))
+        .is_none());
+}
+
+/// AUD-7 / FC-01 b: no issuer, or not an https URL, is refused.
+#[test]
+fn aud_7_issuer_required_and_checked() {
+    let mut v = base();
+    v.as_object_mut().unwrap().remove("issuer");
+    let e = refused(&v);
+    assert!(e.message.contains("missing field `issuer`"), "{e}");
+    for bad in [
+        "",
+        "http://as.example.com",
+        "https://",
+        "https://u@as.example.com",
+        "https://as.example.com?x=1",
+        "https://as.example.com#f",
+    ] {
+        let e = refused(&with(&["issuer"], json!(bad)));
+        assert_eq!(e.field, "issuer", "{bad}");
+    }
+    assert_eq!(
+        refused(&with(&["issuer"], json!(["https://as.example.com"]))).field,
+        "issuer"
+    );
+}
+
+#[test]
+fn field_paths_name_the_offender() {
+    let cases: Vec<(Value, &str)> = vec![
+        (with(&["token_paths"], json!([])), "token_paths"),
+        (with(&["token_paths"], json!(["token"])), "token_paths[0]"),
+        (
+            with(&["token_paths"], json!(["/token", "/t?x"])),
+            "token_paths[1]",
+        ),
+        (with(&["trust_domains"], json!({})), "trust_domains"),
+        (
+            with(
+                &["trust_domains"],
+                json!({"Example.org": {"bundle_endpoint": {"cluster": "c", "authority": "a", "path": "/p"}}}),
+            ),
+            "trust_domains.Example.org",
+        ),
+        (
+            with(
+                &["trust_domains", "example.org", "bundle_endpoint", "path"],
+                json!("bundle.json"),
+            ),
+            "trust_domains.example.org.bundle_endpoint.path",
+        ),
+        (
+            with(
+                &[
+                    "trust_domains",
+                    "example.org",
+                    "bundle_endpoint",
+                    "authority",
+                ],
+                json!("u:p@bundle.example.org"),
+            ),
+            "trust_domains.example.org.bundle_endpoint.authority",
+        ),
+        (
+            with(
+                &["trust_domains", "example.org", "bundle_endpoint", "cluster"],
+                json!(""),
+            ),
+            "trust_domains.example.org.bundle_endpoint.cluster",
+        ),
+        (
+            with(
+                &[
+                    "trust_domains",
+                    "example.org",
+                    "bundle_endpoint",
+                    "timeout_ms",
+                ],
+                json!(0),
+            ),
+            "trust_domains.example.org.bundle_endpoint.timeout_ms",
+        ),
+        (
+            with(
+                &[
+                    "trust_domains",
+                    "example.org",
+                    "bundle_endpoint",
+                    "timeout_ms",
+                ],
+                json!("5s"),
+            ),
+            "trust_domains.example.org.bundle_endpoint.timeout_ms",
+        ),
+        (
+            with(
+                &["clients"],
+                json!([{"spiffe_id": "spiffe://example.org/a/../b"}]),
+            ),
+            "clients[0].spiffe_id",
+        ),
+        (
+            with(&["clients"], json!([{"spiffe_id": "spiffe://example.org"}])),
+            "clients[0].spiffe_id",
+        ),
+        (
+            with(
+                &["clients"],
+                json!([{"spiffe_id": "spiffe://example.net/a"}]),
+            ),
+            "clients[0].spiffe_id",
+        ),
+        (
+            with(
+                &["clients"],
+                json!([{"spiffe_id": "spiffe://example.org/a"}, {"spiffe_id": "spiffe://example.org/a"}]),
+            ),
+            "clients[1].spiffe_id",
+        ),
+        (
+            with(
+                &["clients"],
+                json!([{"spiffe_id": "spiffe://example.org/a", "client_id": ""}]),
+            ),
+            "clients[0].client_id",
+        ),
+        (
+            with(&["identity_headers"], json!({"spiffe_id": "X-Spiffe-Id"})),
+            "identity_headers.spiffe_id",
+        ),
+        (
+            with(&["identity_headers"], json!({"client_id": "authorization"})),
+            "identity_headers.client_id",
+        ),
+        (
+            with(&["identity_headers"], json!({"client_id": "x-spiffe-id"})),
+            "identity_headers.client_id",
+        ),
+        (
+            with(&["clock_skew_seconds"], json!(301)),
+            "clock_skew_seconds",
+        ),
+        (
+            with(&["clock_skew_seconds"], json!(-1)),
+            "clock_skew_seconds",
+        ),
+        (
+            with(&["limits"], json!({"max_body_bytes": 10})),
+            "limits.max_body_bytes",
+        ),
+        (
+            with(&["limits"], json!({"max_assertion_bytes": 100})),
+            "limits.max_assertion_bytes",
+        ),
+        (
+            with(&["bundle_refresh"], json!({"min_refresh_seconds": 0})),
+            "bundle_refresh.min_refresh_seconds",
+        ),
+        (
+            with(&["bundle_refresh"], json!({"retry_seconds": 0})),
+            "bundle_refresh.retry_seconds",
+        ),
+        (
+            with(&["bundle_refresh"], json!({"default_refresh_seconds": 5})),
+            "bundle_refresh.default_refresh_seconds",
+        ),
+        (
+            with(&["bundle_refresh"], json!({"initial_delay_ms": 0})),
+            "bundle_refresh.initial_delay_ms",
+        ),
+        (with(&["audience"], json!("x")), "audience"),
+        (
+            with(&["trust_domains", "example.org", "url"], json!("https://x")),
+            "trust_domains.example.org.url",
+        ),
+    ];
+    for (v, field) in cases {
+        let e = refused(&v);
+        assert_eq!(e.field, field, "{e}");
+        assert!(!e.message.is_empty());
+    }
+}
+
+/// Unknown fields are refused so a typo never silently drops a setting.
+#[test]
+fn unknown_field_message() {
+    let e = refused(&with(&["audience"], json!("x")));
+    assert!(e.message.contains("unknown field `audience`"), "{e}");
+}
+
+/// BUN-20: a trust domain configured twice is refused.
+#[test]
+fn bun_20_duplicate_trust_domain_refused() {
+    let doc = r#"{"issuer":"https://as.example.com","token_paths":["/token"],"clients":[],
+        "trust_domains":{"example.org":{"bundle_endpoint":{"cluster":"a","authority":"a","path":"/a"}},
+                         "example.org":{"bundle_endpoint":{"cluster":"b","authority":"b","path":"/b"}}}}"#;
+    let e = Config::parse(doc.as_bytes()).unwrap_err();
+    assert!(
+        e.message.contains("duplicate member name \"example.org\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn not_json_or_not_an_object() {
+    assert!(Config::parse(b"").is_err());
+    assert!(Config::parse(b"[]").is_err());
+    assert!(Config::parse(b"{\"issuer\":").is_err());
+}
+
+#[test]
+fn display_names_field() {
+    let e = refused(&with(&["token_paths"], json!([])));
+    assert_eq!(
+        e.to_string(),
+        "configuration field token_paths: must list at least one path"
+    );
+}

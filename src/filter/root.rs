@@ -1,0 +1,196 @@
+//! Root context: parses the plugin configuration once, then fetches every configured trust
+//! domain's bundle from its bundle endpoint on a timer and publishes it in shared data.
+
+use super::host::{self, HostSharedData};
+use super::http::TokenFilter;
+use crate::bundle::TrustBundle;
+use crate::bundle_fetch::{self, FetchError, FetchSchedule};
+use crate::config::Config;
+use crate::spiffe_id::TrustDomain;
+use crate::trust_store::{self, BundleCache, StoredBundle};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Tick period once the first fetch has been dispatched; due times are checked on each tick.
+const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+pub struct FilterRoot {
+    /// `None` until a configuration is accepted; requests are refused meanwhile.
+    config: Option<Rc<Config>>,
+    /// Parsed bundles of this VM, shared with its HTTP contexts.
+    cache: Rc<BundleCache>,
+    schedule: FetchSchedule,
+    steady_tick: bool,
+}
+
+impl Context for FilterRoot {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(td) = self.schedule.answered(token) else {
+            return;
+        };
+        let Some(config) = self.config.clone() else {
+            return;
+        };
+        let now = host::now_ms();
+        let status = host::call_response_header(":status");
+        let outcome =
+            bundle_fetch::check_status_and_size(status.as_deref(), body_size).and_then(|()| {
+                let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
+                let bundle = bundle_fetch::evaluate_response(&body)?;
+                // parse() accepted the body as UTF-8 JSON, so this conversion cannot fail.
+                let document = String::from_utf8(body).map_err(|_| FetchError::NoStatus)?;
+                Ok((bundle, document))
+            });
+        match outcome {
+            Ok((bundle, document)) => {
+                self.publish(&config, &td, &bundle, document, now);
+                let delay = bundle_fetch::refresh_delay(&bundle, &config.refresh);
+                self.schedule.schedule(&td, now, delay);
+            }
+            Err(e) => self.fetch_failed(&config, &td, &e, now),
+        }
+    }
+}
+
+impl RootContext for FilterRoot {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let bytes = host::buffer(BufferType::PluginConfiguration, size);
+        match Config::parse(&bytes) {
+            Ok(config) => {
+                log::info!(
+                    "spiffe-oauth-filter: configured: issuer {}, token paths {:?}, {} trust domain(s), {} client(s)",
+                    config.issuer,
+                    config.token_paths,
+                    config.trust_domains.len(),
+                    config.clients.len()
+                );
+                // The first fetch happens on a tick: callouts from on_configure may never be
+                // answered (they also run in Envoy's main-thread base VM).
+                let now = host::now_ms();
+                self.schedule = FetchSchedule::new(config.trust_domains.keys(), now);
+                host::set_tick_period(config.refresh.initial_delay);
+                self.steady_tick = false;
+                self.config = Some(Rc::new(config));
+                true
+            }
+            Err(e) => {
+                log::error!("spiffe-oauth-filter: {e}; the configuration is refused");
+                self.config = None;
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if !self.steady_tick {
+            host::set_tick_period(TICK);
+            self.steady_tick = true;
+        }
+        let Some(config) = self.config.clone() else {
+            return;
+        };
+        let now = host::now_ms();
+        let timeout_of = |td: &TrustDomain| {
+            config
+                .trust_domains
+                .get(td)
+                .map_or(Duration::ZERO, |c| c.endpoint.timeout)
+        };
+        for td in self.schedule.due(now, timeout_of) {
+            let Some(td_config) = config.trust_domains.get(&td) else {
+                continue;
+            };
+            let ep = &td_config.endpoint;
+            match host::dispatch(&ep.cluster, bundle_fetch::request_headers(ep), ep.timeout) {
+                Ok(token) => self.schedule.dispatched(&td, token, now),
+                Err(status) => {
+                    let e = FetchError::Dispatch(format!(
+                        "{status:?} (is cluster {:?} defined?)",
+                        ep.cluster
+                    ));
+                    self.fetch_failed(&config, &td, &e, now);
+                }
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(TokenFilter::new(
+            self.config.clone(),
+            Rc::clone(&self.cache),
+        )))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl FilterRoot {
+    fn publish(
+        &self,
+        config: &Config,
+        td: &TrustDomain,
+        bundle: &TrustBundle,
+        document: String,
+        now: u64,
+    ) {
+        let Some(td_config) = config.trust_domains.get(td) else {
+            return;
+        };
+        for skipped in &bundle.skipped {
+            log::warn!(
+                "spiffe-oauth-filter: bundle of {td}: key entry {} ignored: {}",
+                skipped.index,
+                skipped.reason
+            );
+        }
+        let stored = StoredBundle {
+            fetched_at_ms: now,
+            sequence: bundle.sequence,
+            document,
+        };
+        let key = trust_store::bundle_key(td_config);
+        match trust_store::publish(&HostSharedData, &key, &stored) {
+            Ok(()) => log::info!(
+                "spiffe-oauth-filter: bundle of {td} fetched: sequence {}, {} jwt-svid key(s), {} x509-svid authorit(ies), {} entr(ies) ignored, refresh hint {}",
+                bundle.sequence.map_or("none".to_owned(), |s| s.to_string()),
+                bundle.jwt_keys.len(),
+                bundle.x509_authorities.len(),
+                bundle.skipped.len(),
+                bundle.refresh_hint.map_or("none".to_owned(), |s| format!("{s}s")),
+            ),
+            Err(e) => log::error!("spiffe-oauth-filter: storing the bundle of {td} failed: {e:?}"),
+        }
+    }
+
+    fn fetch_failed(&mut self, config: &Config, td: &TrustDomain, error: &FetchError, now: u64) {
+        let kept = config
+            .trust_domains
+            .get(td)
+            .and_then(|c| trust_store::read(&HostSharedData, &trust_store::bundle_key(c)))
+            .map_or(
+                "no bundle yet: its SVIDs are rejected".to_owned(),
+                |(stored, _)| {
+                    format!(
+                        "keeping the bundle fetched {}s ago",
+                        now.saturating_sub(stored.fetched_at_ms) / 1000
+                    )
+                },
+            );
+        log::warn!(
+            "spiffe-oauth-filter: bundle fetch for {td} failed: {error}; {kept}; retry in {}s",
+            config.refresh.retry.as_secs()
+        );
+        self.schedule.schedule(td, now, config.refresh.retry);
+    }
+}

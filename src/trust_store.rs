@@ -1,0 +1,213 @@
+//! Trust bundles in proxy-wasm shared data: one copy per Envoy process, keyed by trust domain
+//! and bundle endpoint, that every worker's VM reads; plus a per-VM cache of the parsed form,
+//! refreshed only when the shared entry's CAS value changes.
+//!
+//! Shared data sits behind the small [`SharedData`] trait, so this logic is tested natively.
+
+use crate::bundle::TrustBundle;
+use crate::config::TrustDomainConfig;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Host shared data (proxy-wasm `get_shared_data` / `set_shared_data`), reduced to what the
+/// filter uses. Implementations never panic; host failures read as absent or as an error.
+pub trait SharedData {
+    /// The value and its CAS token, or `None` when absent (or unreadable).
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// Writes `value`; with `cas`, only if the entry still has that CAS token.
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    CasMismatch,
+    Host(String),
+}
+
+/// Envelope stored under a bundle key: the bundle document as fetched plus when it was fetched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBundle {
+    pub fetched_at_ms: u64,
+    pub sequence: Option<u64>,
+    pub document: String,
+}
+
+const KEY_PREFIX: &str = "spiffe_oauth_filter/v1/bundle";
+
+/// The shared-data key of a trust domain's bundle. It names the endpoint too, so a configuration
+/// that points a trust domain elsewhere never reads the old endpoint's bundle (shared data
+/// outlives configuration changes).
+pub fn bundle_key(td: &TrustDomainConfig) -> String {
+    let ep = &td.endpoint;
+    format!(
+        "{KEY_PREFIX}/{}/{}|{}|{}",
+        td.name, ep.cluster, ep.authority, ep.path
+    )
+}
+
+/// Publishes a freshly fetched bundle for every VM to read.
+pub fn publish(
+    shared: &dyn SharedData,
+    key: &str,
+    stored: &StoredBundle,
+) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(stored).map_err(|e| StoreError::Host(e.to_string()))?;
+    shared.set(key, &bytes, None)
+}
+
+/// Reads the stored envelope (for logs and the refresh policy).
+pub fn read(shared: &dyn SharedData, key: &str) -> Option<(StoredBundle, u32)> {
+    let (bytes, cas) = shared.get(key)?;
+    let stored = serde_json::from_slice(&bytes).ok()?;
+    Some((stored, cas))
+}
+
+/// Per-VM cache of parsed bundles, keyed by shared-data key and valid for one CAS token.
+#[derive(Default)]
+pub struct BundleCache {
+    entries: RefCell<HashMap<String, (u32, Arc<TrustBundle>)>>,
+}
+
+impl BundleCache {
+    /// The current bundle under `key`, parsed at most once per stored version.
+    pub fn get(&self, shared: &dyn SharedData, key: &str) -> Option<Arc<TrustBundle>> {
+        let Some((bytes, cas)) = shared.get(key) else {
+            self.entries.borrow_mut().remove(key);
+            return None;
+        };
+        if let Some((cached_cas, bundle)) = self.entries.borrow().get(key) {
+            if *cached_cas == cas {
+                return Some(Arc::clone(bundle));
+            }
+        }
+        // Only documents that parsed when fetched are stored, so a failure here means the entry
+        // is not ours or is corrupt: treat it as no bundle (fail closed).
+        let stored: StoredBundle = serde_json::from_slice(&bytes).ok()?;
+        let bundle = Arc::new(TrustBundle::parse(stored.document.as_bytes()).ok()?);
+        self.entries
+            .borrow_mut()
+            .insert(key.to_owned(), (cas, Arc::clone(&bundle)));
+        Some(bundle)
+    }
+}
+
+/// An in-memory [`SharedData`] with Envoy's semantics (one global CAS counter; a write with a
+/// stale CAS fails), for native tests.
+#[derive(Default)]
+pub struct MemorySharedData {
+    entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    next_cas: RefCell<u32>,
+}
+
+impl SharedData for MemorySharedData {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.entries.borrow().get(key).cloned()
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        let mut entries = self.entries.borrow_mut();
+        if let (Some(expected), Some((_, current))) = (cas.filter(|c| *c != 0), entries.get(key)) {
+            if *current != expected {
+                return Err(StoreError::CasMismatch);
+            }
+        }
+        let mut next = self.next_cas.borrow_mut();
+        *next = next.wrapping_add(1);
+        entries.insert(key.to_owned(), (value.to_vec(), *next));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::test_support::{bundle_json, EcKey};
+
+    fn td(cluster: &str) -> TrustDomainConfig {
+        let doc = format!(
+            r#"{{"issuer":"https://as.example.com","token_paths":["/token"],"clients":[],
+            "trust_domains":{{"example.org":{{"bundle_endpoint":{{"cluster":"{cluster}","authority":"bundle.example.org","path":"/bundle.json"}}}}}}}}"#
+        );
+        let c = Config::parse(doc.as_bytes()).unwrap();
+        c.trust_domains.into_values().next().unwrap()
+    }
+
+    fn stored(kid: &str, seq: u64) -> StoredBundle {
+        StoredBundle {
+            fetched_at_ms: 1000,
+            sequence: Some(seq),
+            document: bundle_json(&[EcKey::p256(1).jwk(kid)]),
+        }
+    }
+
+    #[test]
+    fn key_names_trust_domain_and_endpoint() {
+        assert_eq!(
+            bundle_key(&td("c1")),
+            "spiffe_oauth_filter/v1/bundle/example.org/c1|bundle.example.org|/bundle.json"
+        );
+        assert_ne!(bundle_key(&td("c1")), bundle_key(&td("c2")));
+    }
+
+    /// BEP-7: before anything is published there is no bundle.
+    #[test]
+    fn empty_store_has_no_bundle() {
+        let shared = MemorySharedData::default();
+        assert!(BundleCache::default().get(&shared, "k").is_none());
+    }
+
+    /// BEP-12: what one VM publishes, another VM's cache reads; a new version replaces the
+    /// cached parse, an unchanged one is served from the cache.
+    #[test]
+    fn bep_12_publish_is_seen_by_every_cache() {
+        let shared = MemorySharedData::default();
+        let key = bundle_key(&td("c1"));
+        let (vm1, vm2) = (BundleCache::default(), BundleCache::default());
+        publish(&shared, &key, &stored("k1", 1)).unwrap();
+        let first = vm1.get(&shared, &key).unwrap();
+        assert_eq!(first.jwt_keys[0].kid, "k1");
+        assert!(
+            Arc::ptr_eq(&first, &vm1.get(&shared, &key).unwrap()),
+            "cached"
+        );
+        assert_eq!(vm2.get(&shared, &key).unwrap().jwt_keys[0].kid, "k1");
+
+        publish(&shared, &key, &stored("k2", 2)).unwrap();
+        assert_eq!(vm1.get(&shared, &key).unwrap().jwt_keys[0].kid, "k2");
+        assert_eq!(vm2.get(&shared, &key).unwrap().jwt_keys[0].kid, "k2");
+        let (envelope, _) = read(&shared, &key).unwrap();
+        assert_eq!(envelope.sequence, Some(2));
+    }
+
+    /// A foreign or corrupt entry under our key is no bundle (fail closed).
+    #[test]
+    fn corrupt_entry_is_no_bundle() {
+        let shared = MemorySharedData::default();
+        shared.set("k", b"not json", None).unwrap();
+        assert!(BundleCache::default().get(&shared, "k").is_none());
+        let bad_doc = StoredBundle {
+            fetched_at_ms: 0,
+            sequence: None,
+            document: "{}".into(),
+        };
+        publish(&shared, "k", &bad_doc).unwrap();
+        assert!(BundleCache::default().get(&shared, "k").is_none());
+    }
+
+    #[test]
+    fn memory_shared_data_cas_semantics() {
+        let shared = MemorySharedData::default();
+        shared.set("a", b"1", None).unwrap();
+        let (_, cas) = shared.get("a").unwrap();
+        shared.set("b", b"x", None).unwrap();
+        shared.set("a", b"2", Some(cas)).unwrap();
+        assert_eq!(
+            shared.set("a", b"3", Some(cas)),
+            Err(StoreError::CasMismatch)
+        );
+        assert_eq!(shared.get("a").unwrap().0, b"2");
+    }
+}
