@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -34,7 +35,7 @@ def _short(value: str, keep: int = 24) -> str:
 def _show_request(path: str, params: list[tuple[str, str]]):
     print(f"  POST {path}  content-type: {client.FORM}")
     for name, value in params:
-        print(f"    {name}={_short(value)}")
+        print(f"    {name}={_short(value) if name == 'client_assertion' else value}")
 
 
 def _show_response(resp: client.Response):
@@ -174,6 +175,7 @@ def main(argv=None) -> int:
         print(f"{args.wasm} not found; build it first (./build.sh build)", file=sys.stderr)
         return 2
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
     workdir = Path(tempfile.mkdtemp(prefix="spiffe-oauth-demo-"))
     demo = None
     ok = False

@@ -43,6 +43,16 @@ def envoy_binary() -> str:
         return found
 
 
+def _die_with_parent():
+    """In the child: get SIGTERM when the Python process that started Envoy dies (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def render_config(plugin_config: dict, *, wasm_path: Path | None, ca_file: Path, as_port: int,
                   bundle_ports: dict[str, int], listener_port: int, admin_port: int) -> str:
     """The Envoy YAML for this plugin config (see the placeholders in envoy.yaml.tmpl)."""
@@ -106,7 +116,8 @@ class Envoy:
         )
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
