@@ -40,7 +40,7 @@ fn header(map: MapType, name: &str) -> Option<String> {
 /// while the headers are held (`allow_on_headers_stop_iteration`).
 pub fn set_request_header(name: &str, value: Option<&str>) {
     if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
-        log::warn!("spiffe-oauth-filter: setting request header {name} failed: {status:?}");
+        log::warn!("setting request header {name} failed: {status:?}");
     }
 }
 
@@ -56,7 +56,7 @@ pub fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
 pub fn send_response(status: u32, headers: &[(&str, String)], body: &str) {
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     if let Err(e) = hostcalls::send_http_response(status, headers, Some(body.as_bytes())) {
-        log::error!("spiffe-oauth-filter: sending local reply failed: {e:?}");
+        log::error!("sending local reply failed: {e:?}");
     }
 }
 
@@ -71,7 +71,7 @@ pub fn dispatch(
 
 pub fn set_tick_period(period: Duration) {
     if let Err(e) = hostcalls::set_tick_period(period) {
-        log::error!("spiffe-oauth-filter: set_tick_period failed: {e:?}");
+        log::error!("set_tick_period failed: {e:?}");
     }
 }
 

@@ -55,7 +55,7 @@ impl TokenFilter {
     fn reject(&mut self, config: &Config, rejection: &Rejection) -> Action {
         self.holding = false;
         log::info!(
-            "spiffe-oauth-filter: token request rejected with {}: {}{}",
+            "token request rejected with {}: {}{}",
             rejection.code.as_str(),
             rejection.reason,
             rejection
@@ -90,9 +90,7 @@ impl TokenFilter {
                 host::set_request_header(&names.spiffe_id, Some(spiffe_id.as_str()));
                 host::set_request_header(&names.client_id, Some(&client_id));
                 self.holding = false;
-                log::info!(
-                    "spiffe-oauth-filter: {spiffe_id} authenticated as client {client_id:?}"
-                );
+                log::info!("{spiffe_id} authenticated as client {client_id:?}");
                 Action::Continue
             }
             Verdict::PassThrough => {
@@ -110,7 +108,7 @@ impl HttpContext for TokenFilter {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else {
             // Never let a request through on a refused configuration.
-            log::error!("spiffe-oauth-filter: no valid configuration; request refused");
+            log::error!("no valid configuration; request refused");
             host::send_response(
                 503,
                 &[

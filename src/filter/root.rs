@@ -67,7 +67,7 @@ impl RootContext for FilterRoot {
         match Config::parse(&bytes) {
             Ok(config) => {
                 log::info!(
-                    "spiffe-oauth-filter: configured: issuer {}, token paths {:?}, {} trust domain(s), {} client(s)",
+                    "configured: issuer {}, token paths {:?}, {} trust domain(s), {} client(s)",
                     config.issuer,
                     config.token_paths,
                     config.trust_domains.len(),
@@ -83,7 +83,7 @@ impl RootContext for FilterRoot {
                 true
             }
             Err(e) => {
-                log::error!("spiffe-oauth-filter: {e}; the configuration is refused");
+                log::error!("{e}; the configuration is refused");
                 self.config = None;
                 false
             }
@@ -149,7 +149,7 @@ impl FilterRoot {
         };
         for skipped in &bundle.skipped {
             log::warn!(
-                "spiffe-oauth-filter: bundle of {td}: key entry {} ignored: {}",
+                "bundle of {td}: key entry {} ignored: {}",
                 skipped.index,
                 skipped.reason
             );
@@ -162,14 +162,14 @@ impl FilterRoot {
         let key = trust_store::bundle_key(td_config);
         match trust_store::publish(&HostSharedData, &key, &stored) {
             Ok(()) => log::info!(
-                "spiffe-oauth-filter: bundle of {td} fetched: sequence {}, {} jwt-svid key(s), {} x509-svid authorit(ies), {} entr(ies) ignored, refresh hint {}",
+                "bundle of {td} fetched: sequence {}, {} jwt-svid key(s), {} x509-svid authorit(ies), {} entr(ies) ignored, refresh hint {}",
                 bundle.sequence.map_or("none".to_owned(), |s| s.to_string()),
                 bundle.jwt_keys.len(),
                 bundle.x509_authorities.len(),
                 bundle.skipped.len(),
                 bundle.refresh_hint.map_or("none".to_owned(), |s| format!("{s}s")),
             ),
-            Err(e) => log::error!("spiffe-oauth-filter: storing the bundle of {td} failed: {e:?}"),
+            Err(e) => log::error!("storing the bundle of {td} failed: {e:?}"),
         }
     }
 
@@ -188,7 +188,7 @@ impl FilterRoot {
                 },
             );
         log::warn!(
-            "spiffe-oauth-filter: bundle fetch for {td} failed: {error}; {kept}; retry in {}s",
+            "bundle fetch for {td} failed: {error}; {kept}; retry in {}s",
             config.refresh.retry.as_secs()
         );
         self.schedule.schedule(td, now, config.refresh.retry);
