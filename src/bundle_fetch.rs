@@ -36,6 +36,8 @@ pub enum FetchError {
     /// 504 (timeout). Redirects are failures: the callout does not follow them (BEP-9).
     Status(String),
     TooLarge(usize),
+    /// The host did not hand over the announced body.
+    BodyUnreadable,
     Invalid(BundleError),
 }
 
@@ -46,6 +48,7 @@ impl fmt::Display for FetchError {
             FetchError::NoStatus => f.write_str("answer has no :status"),
             FetchError::Status(s) => write!(f, "HTTP status {s}"),
             FetchError::TooLarge(n) => write!(f, "body of {n} bytes is over {MAX_BUNDLE_BYTES}"),
+            FetchError::BodyUnreadable => f.write_str("answer body could not be read"),
             FetchError::Invalid(e) => write!(f, "not a SPIFFE bundle: {e}"),
         }
     }

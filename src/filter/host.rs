@@ -44,11 +44,14 @@ pub fn set_request_header(name: &str, value: Option<&str>) {
     }
 }
 
-/// Bytes `[0, size)` of a host buffer.
-pub fn buffer(kind: BufferType, size: usize) -> Vec<u8> {
+/// Bytes `[0, size)` of a host buffer; `None` unless exactly `size` bytes could be read.
+pub fn buffer(kind: BufferType, size: usize) -> Option<Vec<u8>> {
+    if size == 0 {
+        return Some(Vec::new());
+    }
     match hostcalls::get_buffer(kind, 0, size) {
-        Ok(Some(bytes)) => bytes,
-        _ => Vec::new(),
+        Ok(Some(bytes)) if bytes.len() == size => Some(bytes),
+        _ => None,
     }
 }
 

@@ -75,9 +75,19 @@ impl TokenFilter {
     /// Decides on the complete body and releases or answers the held request.
     fn decide(&mut self) -> Action {
         let Some(config) = self.config.clone() else {
-            return Action::Pause;
+            return refuse_unconfigured();
         };
-        let body = host::buffer(BufferType::HttpRequestBody, self.body_size);
+        let Some(body) = host::buffer(BufferType::HttpRequestBody, self.body_size) else {
+            let rejection = Rejection {
+                code: ErrorCode::InvalidRequest,
+                reason: format!(
+                    "the {} byte body could not be read from the host",
+                    self.body_size
+                ),
+                claimed_id: None,
+            };
+            return self.reject(&config, &rejection);
+        };
         let bundles = SharedBundles { cache: &self.cache };
         let now = host::now_ms() / 1000;
         match authenticator::authenticate(&config, &self.head.view(), &body, &bundles, now) {
@@ -107,17 +117,7 @@ impl Context for TokenFilter {}
 impl HttpContext for TokenFilter {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else {
-            // Never let a request through on a refused configuration.
-            log::error!("no valid configuration; request refused");
-            host::send_response(
-                503,
-                &[
-                    ("content-type", "application/json".to_owned()),
-                    ("cache-control", "no-store".to_owned()),
-                ],
-                r#"{"error":"server_error","error_description":"authentication filter not configured"}"#,
-            );
-            return Action::Pause;
+            return refuse_unconfigured();
         };
         // Only the filter speaks for the client's identity (EDGE-1, FC-21).
         for name in [
@@ -182,6 +182,20 @@ impl HttpContext for TokenFilter {
             Action::Continue
         }
     }
+}
+
+/// Never lets a request through without a valid configuration.
+fn refuse_unconfigured() -> Action {
+    log::error!("no valid configuration; request refused");
+    host::send_response(
+        503,
+        &[
+            ("content-type", "application/json".to_owned()),
+            ("cache-control", "no-store".to_owned()),
+        ],
+        r#"{"error":"server_error","error_description":"authentication filter not configured"}"#,
+    );
+    Action::Pause
 }
 
 /// Bundles from shared data through this VM's parse cache.

@@ -44,10 +44,11 @@ impl Context for FilterRoot {
         let status = host::call_response_header(":status");
         let outcome =
             bundle_fetch::check_status_and_size(status.as_deref(), body_size).and_then(|()| {
-                let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
+                let body = host::buffer(BufferType::HttpCallResponseBody, body_size)
+                    .ok_or(FetchError::BodyUnreadable)?;
                 let bundle = bundle_fetch::evaluate_response(&body)?;
-                // parse() accepted the body as UTF-8 JSON, so this conversion cannot fail.
-                let document = String::from_utf8(body).map_err(|_| FetchError::NoStatus)?;
+                // parse() accepted the body as UTF-8 JSON, so nothing is lost here.
+                let document = String::from_utf8_lossy(&body).into_owned();
                 Ok((bundle, document))
             });
         match outcome {
@@ -63,7 +64,7 @@ impl Context for FilterRoot {
 
 impl RootContext for FilterRoot {
     fn on_configure(&mut self, size: usize) -> bool {
-        let bytes = host::buffer(BufferType::PluginConfiguration, size);
+        let bytes = host::buffer(BufferType::PluginConfiguration, size).unwrap_or_default();
         match Config::parse(&bytes) {
             Ok(config) => {
                 log::info!(
