@@ -47,7 +47,7 @@ def cluster_name(trust_domain: str) -> str:
 
 
 def plugin_config(trust_domains: list[str], clients: list[dict], **overrides) -> dict:
-    """Plugin config per docs/contract.md: one bundle endpoint per trust domain."""
+    """A plugin configuration (README "Configuration") with one bundle endpoint per trust domain."""
     config = {
         "issuer": ISSUER,
         "token_paths": [TOKEN_PATH],
@@ -132,7 +132,7 @@ def start_stack(workdir: Path, bundle_keys: dict[str, list[pki.SigningKey]], cli
 
 
 def assert_error(resp: client.Response, status: int, body: dict, www_authenticate: str | None = None):
-    """A filter-generated OAuth error, exactly as docs/contract.md specifies it."""
+    """A filter-generated OAuth error, exactly as the README's "Error responses" table says."""
     assert resp.status == status, (resp.status, resp.body)
     assert resp.header("content-type") == "application/json"
     assert resp.json() == body

@@ -3,7 +3,7 @@
 Trust domains ``example.org`` and ``example.net`` are configured, each with its own HTTPS
 bundle endpoint. Requirement IDs (JWT-4, AUD-2, ...) refer to
 /work/shared/spec/requirements.md; J*/Q* are its test vectors (sections 4.2 and 4.5).
-Expected responses follow docs/contract.md.
+Expected responses are those of the README's "Error responses" table.
 """
 
 from __future__ import annotations
@@ -312,6 +312,48 @@ def test_near_miss_assertion_type(stack, assertion_type):
     assert_nothing_forwarded(stack)
 
 
+def test_missing_client_assertion(stack):
+    """ERR-2 (decision): jwt-spiffe type without client_assertion → 400 invalid_request."""
+    params = [("grant_type", "client_credentials"), ("client_assertion_type", client.JWT_SPIFFE)]
+    assert_invalid_request(stack.post(params))
+    assert_nothing_forwarded(stack)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", None])
+def test_token_request_that_is_not_a_form(stack, content_type):
+    """REQ-1, FC-13 c/d: a POST to the token path that is not a form body → 400, not forwarded."""
+    body = ('{"client_assertion_type":"%s","client_assertion":"%s"}'
+            % (client.JWT_SPIFFE, svid())).encode()
+    headers = [("content-type", content_type)] if content_type else []
+    resp = client.request(stack.port, "POST", TOKEN_PATH, body, headers)
+    assert_invalid_request(resp)
+    assert_nothing_forwarded(stack)
+
+
+def test_body_over_limit(stack):
+    """REQ-12: a body over limits.max_body_bytes (64 KiB) → 413 invalid_request, not forwarded."""
+    params = client.assertion_params(svid()) + [("padding", "x" * (70 * 1024))]
+    resp = stack.post(params)
+    assert resp.status == 413, (resp.status, resp.body)
+    assert resp.json() == {"error": "invalid_request",
+                           "error_description": "token request body too large"}
+    assert resp.header_values("cache-control") == ["no-store"]
+    assert_nothing_forwarded(stack)
+
+
+def test_assertion_over_limit(stack):
+    """REQ-12, J30, FC-29: a 20 KiB assertion (limit 16 KiB) → 401 invalid_client."""
+    assert_invalid_client(stack.post_assertion("e" * (20 * 1024)))
+    assert_nothing_forwarded(stack)
+
+
+def test_client_id_spelled_as_spiffe_id_of_client_with_other_id(stack):
+    """CID-2: the client registered for DEMO is "demo-client"; client_id=<DEMO's SPIFFE ID>
+    names no such client → invalid_client."""
+    assert_invalid_client(stack.post_assertion(svid(), client_id=DEMO))
+    assert_nothing_forwarded(stack)
+
+
 # ------------------------------------------------------- pass-through, headers
 
 
@@ -324,7 +366,7 @@ def _assert_forwarded_as_is(stack, method: str, path: str, body: bytes):
 
 
 def test_request_without_assertion_passes_through(stack):
-    """EDGE-5, contract: no client_assertion_type → forwarded unchanged; the AS answers."""
+    """EDGE-5: no client_assertion_type → forwarded unchanged; the AS answers."""
     params = [("grant_type", "client_credentials"), ("client_id", "someone"), ("scope", "a b")]
     resp = stack.post(params)
     assert (resp.status, resp.json()) == (401, {"error": "invalid_client"})  # the AS's own answer
@@ -334,7 +376,7 @@ def test_request_without_assertion_passes_through(stack):
 
 
 def test_other_assertion_type_passes_through(stack):
-    """REQ-7, contract: a jwt-bearer assertion (even carrying a JWT-SVID) is not processed."""
+    """REQ-7: a jwt-bearer assertion (even carrying a JWT-SVID) is not processed."""
     params = [("grant_type", "client_credentials"),
               ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
               ("client_assertion", svid())]
@@ -366,7 +408,7 @@ def test_spoofed_identity_headers_removed_on_client_secret_request(stack):
 
 
 def test_spoofed_identity_headers_removed_on_other_path(stack):
-    """EDGE-1, contract: identity headers are stripped on every path, not only the token path."""
+    """EDGE-1: identity headers are stripped on every path, not only the token path."""
     resp = client.request(stack.port, "GET", "/userinfo", headers=SPOOFED)
     assert (resp.status, resp.json()) == (200, {"ok": True})
     _assert_forwarded_as_is(stack, "GET", "/userinfo", b"")
