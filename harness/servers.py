@@ -42,6 +42,15 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+class _QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 handler that keeps the test output free of access logs."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+
 class _BackgroundServer:
     """Start/stop an HTTP server in a thread, on a port that stays fixed across restarts."""
 
@@ -127,11 +136,7 @@ class BundleServer(_BackgroundServer):
     def _make_server(self) -> _Server:
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
+        class Handler(_QuietHandler):
 
             def do_GET(self):
                 with owner._lock:
@@ -221,11 +226,7 @@ class TokenEndpoint(_BackgroundServer):
     def _make_server(self) -> _Server:
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
+        class Handler(_QuietHandler):
 
             def _read_body(self) -> bytes:
                 if "chunked" in self.headers.get("transfer-encoding", "").lower():

@@ -328,23 +328,23 @@ impl<'t> JwtSvid<'t> {
 }
 
 fn verify_rsa(alg: Alg, n: &[u8], e: &[u8], token: &str, options: VerificationOptions) -> bool {
-    let options = Some(options);
-    let verified = match alg {
-        Alg::RS256 => RS256PublicKey::from_components(n, e)
-            .and_then(|k| k.verify_token::<NoCustomClaims>(token, options)),
-        Alg::RS384 => RS384PublicKey::from_components(n, e)
-            .and_then(|k| k.verify_token::<NoCustomClaims>(token, options)),
-        Alg::RS512 => RS512PublicKey::from_components(n, e)
-            .and_then(|k| k.verify_token::<NoCustomClaims>(token, options)),
-        Alg::PS256 => PS256PublicKey::from_components(n, e)
-            .and_then(|k| k.verify_token::<NoCustomClaims>(token, options)),
-        Alg::PS384 => PS384PublicKey::from_components(n, e)
-            .and_then(|k| k.verify_token::<NoCustomClaims>(token, options)),
-        Alg::PS512 => PS512PublicKey::from_components(n, e)
-            .and_then(|k| k.verify_token::<NoCustomClaims>(token, options)),
-        _ => return false,
-    };
-    verified.is_ok()
+    fn with<K: RSAPublicKeyLike>(
+        key: Result<K, jwt_simple::Error>,
+        token: &str,
+        o: VerificationOptions,
+    ) -> bool {
+        key.and_then(|k| k.verify_token::<NoCustomClaims>(token, Some(o)))
+            .is_ok()
+    }
+    match alg {
+        Alg::RS256 => with(RS256PublicKey::from_components(n, e), token, options),
+        Alg::RS384 => with(RS384PublicKey::from_components(n, e), token, options),
+        Alg::RS512 => with(RS512PublicKey::from_components(n, e), token, options),
+        Alg::PS256 => with(PS256PublicKey::from_components(n, e), token, options),
+        Alg::PS384 => with(PS384PublicKey::from_components(n, e), token, options),
+        Alg::PS512 => with(PS512PublicKey::from_components(n, e), token, options),
+        _ => false,
+    }
 }
 
 type HeaderFields = (Alg, Option<String>, Option<String>);
