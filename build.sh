@@ -59,7 +59,7 @@ cmd_test() {
   ensure_wasm_target
   cargo clippy --quiet --release --target wasm32-wasip1 -- -D warnings
   say "unit tests of the core (native)"
-  cargo test --quiet
+  cargo test --quiet --all-targets
   say "building the filter"
   build_wasm
   ensure_venv

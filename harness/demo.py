@@ -97,12 +97,14 @@ class Demo:
               f"(127.0.0.1:{self.bundle.port}), JWT key kid={self.key.kid}")
         print(f"authorization server: http://127.0.0.1:{self.auth_server.port}{self.token_path}")
         print(f"envoy: http://127.0.0.1:{self.envoy.listener_port} "
-              f"(admin {self.envoy.admin_port}), log {self.envoy.log_path}")
+              f"(admin {self.envoy.admin_port}), log {self.envoy.log_path}"
+              " (removed when the demo ends, unless --keep)")
         self.envoy.start()
         if not self.wait_for_bundle():
             self.check(False, "filter loaded the trust bundle within 10 s")
             return False
-        print(f"filter has the bundle of {TRUST_DOMAIN} (bundle endpoint hits: {self.bundle.hits})\n")
+        print(f"filter has the bundle of {TRUST_DOMAIN} (bundle endpoint hits: {self.bundle.hits}: "
+              "each Envoy VM fetches, the main thread's and each worker's)\n")
 
         print(f"1. valid JWT-SVID for {CLIENT_SPIFFE_ID} (aud={self.issuer}, exp=now+300)")
         params, resp = self.send(self.valid_assertion())
@@ -152,7 +154,8 @@ for {CLIENT_SPIFFE_ID} (rewritten every 60 s).
     -d client_assertion_type={client.JWT_SPIFFE} \\
     -d client_assertion=$(cat {token_file})
 
-  # without an assertion the request passes through and the AS answers itself:
+  # without an assertion the filter passes the request through; the example AS then
+  # refuses it with its own 401 (it only issues tokens to clients the filter vouched for):
   curl -s http://127.0.0.1:{port}{self.token_path} -d grant_type=client_credentials -d client_id=x
 
   curl -s http://127.0.0.1:{self.envoy.admin_port}/stats | grep -E 'wasm|bundle_example_org.upstream_rq'
@@ -167,7 +170,7 @@ for {CLIENT_SPIFFE_ID} (rewritten every 60 s).
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="./build.sh run", description=__doc__.split("\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave everything running (Ctrl-C stops)")
     parser.add_argument("--wasm", type=Path, default=DEFAULT_WASM, help="filter module")
     args = parser.parse_args(argv)

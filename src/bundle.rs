@@ -254,8 +254,15 @@ pub(crate) mod tests {
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/go-spiffe");
 
+    /// The go-spiffe test data is read where the project's shared folder puts it, beside the
+    /// checkout (`../shared/fixtures/go-spiffe`), as its licence notes ask.
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
+        let path = format!("{FIXTURES}/{name}");
+        std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{path}: {e}: the go-spiffe fixtures live in the shared folder beside the checkout"
+            )
+        })
     }
 
     /// A valid P-256 JWK (the go-spiffe fixture's jwt-svid key) with the given kid.
