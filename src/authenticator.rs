@@ -6,6 +6,7 @@
 use crate::bundle::TrustBundle;
 use crate::config::{Config, TrustDomainConfig};
 use crate::jwt_svid::{JwtSvid, JwtSvidPolicy};
+use crate::log_text::quote;
 use crate::oauth_error::ErrorCode;
 use crate::spiffe_id::SpiffeId;
 use crate::token_request::{is_form_content_type, AuthParameters, Method};
@@ -87,7 +88,10 @@ pub fn inspect_head(config: &Config, head: &RequestHead<'_>) -> HeadAction {
         Some(ct) if is_form_content_type(ct) => HeadAction::ReadBody,
         Some(ct) => HeadAction::Reject(Rejection::new(
             ErrorCode::InvalidRequest,
-            format!("content-type {ct:?} is not application/x-www-form-urlencoded"),
+            format!(
+                "content-type {} is not application/x-www-form-urlencoded",
+                quote(ct)
+            ),
         )),
         None => HeadAction::Reject(Rejection::new(
             ErrorCode::InvalidRequest,
@@ -191,7 +195,10 @@ fn authenticate_inner(
         if sent != client_id {
             return Err(Rejection::new(
                 InvalidClient,
-                format!("client_id {sent:?} is not the client registered for the SPIFFE ID"),
+                format!(
+                    "client_id {} is not the client registered for the SPIFFE ID",
+                    quote(sent)
+                ),
             )
             .claiming(&spiffe_id));
         }

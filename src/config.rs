@@ -4,6 +4,7 @@
 
 use crate::spiffe_id::{SpiffeId, TrustDomain};
 use crate::strict_json;
+use crate::token_request::canonical_path;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -55,6 +56,28 @@ pub struct TrustDomainConfig {
 pub struct IdentityHeaders {
     pub spiffe_id: String,
     pub client_id: String,
+    /// Every spelling of both names with `-` and `_` exchanged. CGI-style servers (WSGI, PHP,
+    /// Rack) read `x_spiffe_id` and `x-spiffe-id` as the same variable, so a client-sent
+    /// `x_spiffe_id` must be removed too (EDGE-1, FC-21).
+    pub spellings: Vec<String>,
+}
+
+/// Most `-`/`_` in an identity header name (each doubles the spellings to remove).
+const MAX_HEADER_SEPARATORS: usize = 6;
+
+fn spellings(name: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for c in name.chars() {
+        if c == '-' || c == '_' {
+            out = out
+                .into_iter()
+                .flat_map(|p| [format!("{p}-"), format!("{p}_")])
+                .collect();
+        } else {
+            out.iter_mut().for_each(|p| p.push(c));
+        }
+    }
+    out
 }
 
 /// Size bounds on client input (REQ-12).
@@ -82,7 +105,10 @@ pub struct RefreshPolicy {
 pub struct Config {
     /// The AS issuer identifier, the only accepted `aud` (AUD-7).
     pub issuer: String,
+    /// As configured (for logs).
     pub token_paths: Vec<String>,
+    /// Their canonical forms, which requests are matched against.
+    token_path_keys: Vec<String>,
     pub trust_domains: BTreeMap<TrustDomain, TrustDomainConfig>,
     /// Registered SPIFFE IDs and the client id each authenticates as (CID-1).
     pub clients: HashMap<SpiffeId, String>,
@@ -221,8 +247,10 @@ impl Config {
             .map(|(_, td)| td)
     }
 
+    /// Whether `path` (the raw `:path`) is, or could be normalised by the AS into, a token path.
     pub fn is_token_path(&self, path: &str) -> bool {
-        self.token_paths.iter().any(|p| p == path)
+        let canonical = canonical_path(path);
+        self.token_path_keys.contains(&canonical)
     }
 }
 
@@ -297,17 +325,25 @@ impl RawConfig {
                 return Err(refuse(format!("{field}.spiffe_id"), "registered twice"));
             }
         }
+        let spiffe_id_header = check_header_name(
+            "identity_headers.spiffe_id",
+            &self.identity_headers.spiffe_id,
+        )?;
+        let client_id_header = check_header_name(
+            "identity_headers.client_id",
+            &self.identity_headers.client_id,
+        )?;
         let identity_headers = IdentityHeaders {
-            spiffe_id: check_header_name(
-                "identity_headers.spiffe_id",
-                &self.identity_headers.spiffe_id,
-            )?,
-            client_id: check_header_name(
-                "identity_headers.client_id",
-                &self.identity_headers.client_id,
-            )?,
+            spellings: [&spiffe_id_header, &client_id_header]
+                .into_iter()
+                .flat_map(|n| spellings(n))
+                .collect(),
+            spiffe_id: spiffe_id_header,
+            client_id: client_id_header,
         };
-        if identity_headers.spiffe_id == identity_headers.client_id {
+        if identity_headers.spiffe_id.replace('_', "-")
+            == identity_headers.client_id.replace('_', "-")
+        {
             return Err(refuse(
                 "identity_headers.client_id",
                 "must differ from identity_headers.spiffe_id",
@@ -321,9 +357,11 @@ impl RawConfig {
         }
         let limits = self.limits.validate()?;
         let refresh = self.bundle_refresh.validate()?;
+        let token_path_keys = self.token_paths.iter().map(|p| canonical_path(p)).collect();
         Ok(Config {
             issuer: self.issuer,
             token_paths: self.token_paths,
+            token_path_keys,
             trust_domains,
             clients,
             identity_headers,
@@ -456,6 +494,13 @@ fn check_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
         && name.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
         });
+    let separators = name.bytes().filter(|b| matches!(b, b'-' | b'_')).count();
+    if separators > MAX_HEADER_SEPARATORS {
+        return Err(refuse(
+            field,
+            format!("must have at most {MAX_HEADER_SEPARATORS} '-' or '_'"),
+        ));
+    }
     let reserved = [
         "host",
         "authorization",

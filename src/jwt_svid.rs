@@ -9,6 +9,7 @@
 
 use crate::b64;
 use crate::bundle::{JwtKey, KeyMaterial, TrustBundle};
+use crate::log_text::quote;
 use crate::spiffe_id::{SpiffeId, SpiffeIdError};
 use crate::strict_json::{self, JsonError};
 use jwt_simple::prelude::*;
@@ -117,6 +118,9 @@ pub enum JwtSvidError {
     UnknownKid(String),
     NoKeyFitsAlg,
     BadSignature,
+    /// jwt-simple refused the token for another reason than its signature, e.g. a claim it
+    /// cannot read (`"iss": 42`).
+    VerifierRejected(String),
 }
 
 impl fmt::Display for JwtSvidError {
@@ -129,10 +133,10 @@ impl fmt::Display for JwtSvidError {
             HeaderJson(e) => write!(f, "header: {e}"),
             ClaimsJson(e) => write!(f, "claims: {e}"),
             AlgMissing => f.write_str("header has no alg"),
-            AlgNotAllowed(a) => write!(f, "alg {a:?} is not allowed for JWT-SVIDs"),
-            HeaderMemberNotAllowed(m) => write!(f, "header member {m:?} is not allowed"),
+            AlgNotAllowed(a) => write!(f, "alg {} is not allowed for JWT-SVIDs", quote(a)),
+            HeaderMemberNotAllowed(m) => write!(f, "header member {} is not allowed", quote(m)),
             KidNotString => f.write_str("kid is not a string"),
-            TypNotAllowed(t) => write!(f, "typ {t:?} is not JWT or JOSE"),
+            TypNotAllowed(t) => write!(f, "typ {} is not JWT or JOSE", quote(t)),
             SignatureLength => f.write_str("signature has the wrong length for alg"),
             SubMissing => f.write_str("sub is missing or not a string"),
             SubInvalid(e) => write!(f, "sub is not a SPIFFE ID: {e}"),
@@ -146,9 +150,14 @@ impl fmt::Display for JwtSvidError {
             NotYetValid => f.write_str("nbf is in the future"),
             IssuedInFuture => f.write_str("iat is in the future"),
             KidMissing => f.write_str("header has no kid"),
-            UnknownKid(k) => write!(f, "kid {k:?} is not a jwt-svid key of the trust domain"),
+            UnknownKid(k) => write!(
+                f,
+                "kid {} is not a jwt-svid key of the trust domain",
+                quote(k)
+            ),
             NoKeyFitsAlg => f.write_str("no key with this kid fits the alg"),
             BadSignature => f.write_str("signature does not verify"),
+            VerifierRejected(e) => write!(f, "refused by the signature verifier: {e}"),
         }
     }
 }
@@ -260,11 +269,14 @@ impl<'t> JwtSvid<'t> {
             return Err(JwtSvidError::NoKeyFitsAlg);
         }
         // Duplicate kids are all tried (BUN-15); any one verifying is enough.
-        if fitting.any(|key| self.signature_verifies(key, policy, now)) {
-            Ok(self.sub.clone())
-        } else {
-            Err(JwtSvidError::BadSignature)
+        let mut outcome = Err(JwtSvidError::BadSignature);
+        for key in fitting {
+            outcome = self.check_signature(key, policy, now);
+            if outcome.is_ok() {
+                break;
+            }
         }
+        outcome.map(|()| self.sub.clone())
     }
 
     fn check_claims(&self, policy: &JwtSvidPolicy<'_>, now: u64) -> Result<(), JwtSvidError> {
@@ -291,7 +303,12 @@ impl<'t> JwtSvid<'t> {
     /// Verifies the signature with jwt-simple (ES256/ES384/RS*/PS*) or the RustCrypto P-521
     /// verifier (ES512, which jwt-simple does not implement). jwt-simple re-checks the time claims
     /// with the same clock and leeway; our checks above are at least as strict.
-    fn signature_verifies(&self, key: &JwtKey, policy: &JwtSvidPolicy<'_>, now: u64) -> bool {
+    fn check_signature(
+        &self,
+        key: &JwtKey,
+        policy: &JwtSvidPolicy<'_>,
+        now: u64,
+    ) -> Result<(), JwtSvidError> {
         let options = VerificationOptions {
             artificial_time: Some(UnixTimeStamp::from_secs(now)),
             time_tolerance: Some(Duration::from_secs(policy.leeway_secs)),
@@ -302,48 +319,66 @@ impl<'t> JwtSvid<'t> {
             ..VerificationOptions::default()
         };
         let token = self.token;
-        let ok = |r: Result<JWTClaims<NoCustomClaims>, jwt_simple::Error>| r.is_ok();
-        match (&key.material, self.alg) {
-            (KeyMaterial::P256(pk), Alg::ES256) => ok(pk.verify_token(token, Some(options))),
-            (KeyMaterial::P384(pk), Alg::ES384) => ok(pk.verify_token(token, Some(options))),
-            (KeyMaterial::P521(vk), Alg::ES512) => self.verify_es512(vk),
-            (KeyMaterial::Rsa { n, e }, alg) => verify_rsa(alg, n, e, token, options),
-            _ => false,
+        let (n, e) = match &key.material {
+            KeyMaterial::P256(pk) if self.alg == Alg::ES256 => {
+                return verdict(pk.verify_token::<NoCustomClaims>(token, Some(options)))
+            }
+            KeyMaterial::P384(pk) if self.alg == Alg::ES384 => {
+                return verdict(pk.verify_token::<NoCustomClaims>(token, Some(options)))
+            }
+            KeyMaterial::P521(vk) if self.alg == Alg::ES512 => return self.check_es512(vk),
+            KeyMaterial::Rsa { n, e } => (n, e),
+            _ => return Err(JwtSvidError::NoKeyFitsAlg),
+        };
+        let options = Some(options);
+        match self.alg {
+            Alg::RS256 => verdict(
+                RS256PublicKey::from_components(n, e).and_then(|k| k.verify_token(token, options)),
+            ),
+            Alg::RS384 => verdict(
+                RS384PublicKey::from_components(n, e).and_then(|k| k.verify_token(token, options)),
+            ),
+            Alg::RS512 => verdict(
+                RS512PublicKey::from_components(n, e).and_then(|k| k.verify_token(token, options)),
+            ),
+            Alg::PS256 => verdict(
+                PS256PublicKey::from_components(n, e).and_then(|k| k.verify_token(token, options)),
+            ),
+            Alg::PS384 => verdict(
+                PS384PublicKey::from_components(n, e).and_then(|k| k.verify_token(token, options)),
+            ),
+            Alg::PS512 => verdict(
+                PS512PublicKey::from_components(n, e).and_then(|k| k.verify_token(token, options)),
+            ),
+            _ => Err(JwtSvidError::NoKeyFitsAlg),
         }
     }
 
-    fn verify_es512(&self, key: &p521::ecdsa::VerifyingKey) -> bool {
+    fn check_es512(&self, key: &p521::ecdsa::VerifyingKey) -> Result<(), JwtSvidError> {
         use p521::ecdsa::signature::Verifier;
-        let Some((signing_input, s64)) = self.token.rsplit_once('.') else {
-            return false;
-        };
-        let Some(sig) = b64::decode_url(s64) else {
-            return false;
-        };
-        match p521::ecdsa::Signature::from_slice(&sig) {
-            Ok(sig) => key.verify(signing_input.as_bytes(), &sig).is_ok(),
-            Err(_) => false,
-        }
+        let (signing_input, s64) = self
+            .token
+            .rsplit_once('.')
+            .ok_or(JwtSvidError::NotCompactJws)?;
+        let sig = b64::decode_url(s64).ok_or(JwtSvidError::BadBase64)?;
+        let sig =
+            p521::ecdsa::Signature::from_slice(&sig).map_err(|_| JwtSvidError::BadSignature)?;
+        key.verify(signing_input.as_bytes(), &sig)
+            .map_err(|_| JwtSvidError::BadSignature)
     }
 }
 
-fn verify_rsa(alg: Alg, n: &[u8], e: &[u8], token: &str, options: VerificationOptions) -> bool {
-    fn with<K: RSAPublicKeyLike>(
-        key: Result<K, jwt_simple::Error>,
-        token: &str,
-        o: VerificationOptions,
-    ) -> bool {
-        key.and_then(|k| k.verify_token::<NoCustomClaims>(token, Some(o)))
-            .is_ok()
-    }
-    match alg {
-        Alg::RS256 => with(RS256PublicKey::from_components(n, e), token, options),
-        Alg::RS384 => with(RS384PublicKey::from_components(n, e), token, options),
-        Alg::RS512 => with(RS512PublicKey::from_components(n, e), token, options),
-        Alg::PS256 => with(PS256PublicKey::from_components(n, e), token, options),
-        Alg::PS384 => with(PS384PublicKey::from_components(n, e), token, options),
-        Alg::PS512 => with(PS512PublicKey::from_components(n, e), token, options),
-        _ => false,
+/// Maps jwt-simple's answer: a failed signature is `BadSignature`, anything else is reported
+/// with jwt-simple's reason.
+fn verdict(
+    result: Result<JWTClaims<NoCustomClaims>, jwt_simple::Error>,
+) -> Result<(), JwtSvidError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => match e.downcast_ref::<jwt_simple::JWTError>() {
+            Some(jwt_simple::JWTError::InvalidSignature) => Err(JwtSvidError::BadSignature),
+            _ => Err(JwtSvidError::VerifierRejected(e.to_string())),
+        },
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod b64;
 pub mod bundle;
 pub mod jwt_svid;
+pub mod log_text;
 pub mod spiffe_id;
 pub mod strict_json;
 

@@ -114,20 +114,82 @@ impl AuthParameters {
 }
 
 fn is_near_miss(value: &str) -> bool {
-    let mut candidate = value.trim().to_ascii_lowercase();
+    let mut candidate = case_fold(value.trim());
     // Up to two further levels of percent-encoding (a client that encoded twice, FC-13 g).
     for _ in 0..3 {
         if candidate == JWT_SPIFFE {
             return true;
         }
         match form_decode(candidate.as_bytes()) {
-            Ok(decoded) if decoded != candidate => {
-                candidate = decoded.trim().to_ascii_lowercase();
-            }
+            Ok(decoded) if decoded != candidate => candidate = case_fold(decoded.trim()),
             _ => return false,
         }
     }
     candidate == JWT_SPIFFE
+}
+
+/// Lowercases ASCII, and maps the four non-ASCII letters whose simple case mapping is an ASCII
+/// letter (U+017F `ſ` → S, U+0131 `ı` → I, U+0130 `İ` → i, U+212A Kelvin sign → k) to it: a
+/// case-insensitive comparison such as Java's `equalsIgnoreCase` equates them.
+fn case_fold(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            '\u{17f}' => 's',
+            '\u{131}' | '\u{130}' => 'i',
+            '\u{212a}' => 'k',
+            other => other.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// The form of a request path used to recognise the token endpoint: query and fragment
+/// dropped, percent-escapes decoded once, `;` parameters and empty or `.` segments dropped,
+/// `..` applied, ASCII lowercased. An AS that normalises paths in any of these ways (servlet
+/// path parameters, merged slashes, case-insensitive routes, …) then cannot be reached through
+/// a spelling of its token path that the filter would not recognise.
+pub fn canonical_path(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let decoded = percent_decode_lenient(path.as_bytes());
+    let decoded = String::from_utf8_lossy(&decoded);
+    let mut segments: Vec<String> = Vec::new();
+    for segment in decoded.split('/') {
+        let segment = segment.split(';').next().unwrap_or_default();
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other.to_ascii_lowercase()),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
+/// `%XX` decoding that leaves malformed escapes as they are.
+fn percent_decode_lenient(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        let escaped = (b == b'%')
+            .then(|| {
+                let hi = raw.get(i + 1).and_then(|&c| hex_value(c))?;
+                let lo = raw.get(i + 2).and_then(|&c| hex_value(c))?;
+                Some(hi << 4 | lo)
+            })
+            .flatten();
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// application/x-www-form-urlencoded decoding: `+` is a space, `%XX` a byte; the result must be
@@ -306,6 +368,55 @@ mod tests {
         );
         let p = parse(&format!("Client_Assertion_Type={TYPE_ENC}")).unwrap();
         assert_eq!(p.method(), Method::NotSpiffe);
+    }
+
+    /// REQ-6: non-ASCII letters that case-insensitive comparisons equate with ASCII ones.
+    #[test]
+    fn req_6_unicode_case_fold_near_miss() {
+        let method = |v: &str| {
+            parse(&format!("client_assertion_type={v}"))
+                .unwrap()
+                .method()
+        };
+        // U+017F LATIN SMALL LETTER LONG S, percent-encoded as UTF-8.
+        let long_s = JWT_SPIFFE.replace("jwt-spiffe", "jwt-%C5%BFpiffe");
+        assert_eq!(method(&long_s), Method::NearMissAssertionType);
+        // U+0131 LATIN SMALL LETTER DOTLESS I.
+        let dotless_i = JWT_SPIFFE.replace("spiffe", "sp%C4%B1ffe");
+        assert_eq!(method(&dotless_i), Method::NearMissAssertionType);
+        // U+0130 LATIN CAPITAL LETTER I WITH DOT ABOVE.
+        let dotted_i = JWT_SPIFFE.replace("spiffe", "sp%C4%B0ffe");
+        assert_eq!(method(&dotted_i), Method::NearMissAssertionType);
+        // A fullwidth letter is no case variant.
+        let fullwidth = JWT_SPIFFE.replace("spiffe", "%EF%BD%93piffe");
+        assert_eq!(method(&fullwidth), Method::NotSpiffe);
+    }
+
+    /// Token path recognition is not fooled by spellings an AS may normalise.
+    #[test]
+    fn canonical_token_paths() {
+        for p in [
+            "/token",
+            "//token",
+            "///token",
+            "/token/",
+            "/TOKEN",
+            "/%74oken",
+            "/token;a=b",
+            "/./token",
+            "/x/../token",
+            "/token%2F",
+            "/token?x=1",
+            "//token?x",
+            "/token#f",
+        ] {
+            assert_eq!(canonical_path(p), "/token", "{p}");
+        }
+        assert_eq!(canonical_path("/oauth2/Token"), "/oauth2/token");
+        assert_eq!(canonical_path("/a%zz"), "/a%zz");
+        assert_eq!(canonical_path("/../.."), "/");
+        assert_ne!(canonical_path("/token.json"), "/token");
+        assert_ne!(canonical_path("/tokens"), "/token");
     }
 
     /// FC-13 j / k: malformed escapes, invalid UTF-8 and NUL are refused.

@@ -53,7 +53,8 @@ fn minimal_config_and_defaults() {
     let c = parse(&base()).unwrap();
     assert_eq!(c.issuer, "https://as.example.com");
     assert!(c.is_token_path("/token"));
-    assert!(!c.is_token_path("/token/"));
+    assert!(c.is_token_path("/token/"));
+    assert!(!c.is_token_path("/token/x"));
     let td = TrustDomain::parse("example.org").unwrap();
     let ep = &c.trust_domains[&td].endpoint;
     assert_eq!(ep.cluster, "bundle_example_org");
@@ -299,4 +300,38 @@ fn display_names_field() {
         e.to_string(),
         "configuration field token_paths: must list at least one path"
     );
+}
+
+/// EDGE-1 / FC-21: every `-`/`_` spelling of the identity headers is known, to be removed.
+#[test]
+fn identity_header_spellings() {
+    let c = parse(&base()).unwrap();
+    let s = &c.identity_headers.spellings;
+    assert_eq!(s.len(), 4 + 8);
+    for name in [
+        "x-spiffe-id",
+        "x_spiffe_id",
+        "x-spiffe_id",
+        "x_oauth_client_id",
+        "x-oauth_client-id",
+    ] {
+        assert!(s.iter().any(|n| n == name), "{name}");
+    }
+}
+
+/// Token paths match in canonical form (`//token`, `/TOKEN`, `/token;x`, …).
+#[test]
+fn token_paths_match_canonical_spellings() {
+    let c = parse(&with(&["token_paths"], json!(["/oauth2/token"]))).unwrap();
+    for p in [
+        "/oauth2/token",
+        "//oauth2//token",
+        "/OAuth2/Token",
+        "/oauth2/token;jsessionid=1",
+        "/oauth2/%74oken?x",
+    ] {
+        assert!(c.is_token_path(p), "{p}");
+    }
+    assert!(!c.is_token_path("/token"));
+    assert!(!c.is_token_path("/oauth2/tokens"));
 }

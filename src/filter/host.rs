@@ -11,12 +11,13 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
 use std::time::{Duration, UNIX_EPOCH};
 
-/// Host time in milliseconds since the Unix epoch (0 if the host cannot tell).
-pub fn now_ms() -> u64 {
+/// Host time in milliseconds since the Unix epoch, if the host can tell.
+pub fn now_ms() -> Option<u64> {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .filter(|ms| *ms > 0)
 }
 
 /// A request header, decoded lossily (a non-UTF-8 value never traps the VM).
@@ -41,6 +42,17 @@ fn header(map: MapType, name: &str) -> Option<String> {
 pub fn set_request_header(name: &str, value: Option<&str>) {
     if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
         log::warn!("setting request header {name} failed: {status:?}");
+    }
+}
+
+/// Removes every header (or trailer) of `map` named in `names` that the request carries.
+pub fn remove_all(map: MapType, names: &[String]) {
+    for name in names {
+        if matches!(hostcalls::get_map_value_bytes(map, name), Ok(Some(_))) {
+            if let Err(status) = hostcalls::set_map_value(map, name, None) {
+                log::warn!("removing {name} from {map:?} failed: {status:?}");
+            }
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::config::{Config, TrustDomainConfig};
 use crate::oauth_error::{error_response, ErrorCode};
 use crate::trust_store::{bundle_key, BundleCache};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType};
+use proxy_wasm::types::{Action, BufferType, MapType};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -89,7 +89,15 @@ impl TokenFilter {
             return self.reject(&config, &rejection);
         };
         let bundles = SharedBundles { cache: &self.cache };
-        let now = host::now_ms() / 1000;
+        // Without host time no expiry can be checked: fail closed.
+        let Some(now) = host::now_ms().map(|ms| ms / 1000) else {
+            let rejection = Rejection {
+                code: ErrorCode::InvalidClient,
+                reason: "host time unavailable".to_owned(),
+                claimed_id: None,
+            };
+            return self.reject(&config, &rejection);
+        };
         match authenticator::authenticate(&config, &self.head.view(), &body, &bundles, now) {
             Verdict::Authenticated {
                 spiffe_id,
@@ -120,14 +128,10 @@ impl HttpContext for TokenFilter {
             return refuse_unconfigured();
         };
         // Only the filter speaks for the client's identity (EDGE-1, FC-21).
-        for name in [
-            &config.identity_headers.spiffe_id,
-            &config.identity_headers.client_id,
-        ] {
-            if host::request_header(name).is_some() {
-                host::set_request_header(name, None);
-            }
-        }
+        host::remove_all(
+            MapType::HttpRequestHeaders,
+            &config.identity_headers.spellings,
+        );
         self.head = Head {
             method: host::request_header(":method").unwrap_or_default(),
             path: host::request_header(":path").unwrap_or_default(),
@@ -175,6 +179,13 @@ impl HttpContext for TokenFilter {
     }
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        // Identity headers smuggled in as trailers go too (an HTTP/2 upstream would see them).
+        if let Some(config) = &self.config {
+            host::remove_all(
+                MapType::HttpRequestTrailers,
+                &config.identity_headers.spellings,
+            );
+        }
         // A body that ends with trailers never reports end_of_stream in the body callback.
         if self.holding {
             self.decide()

@@ -40,7 +40,7 @@ impl Context for FilterRoot {
         let Some(config) = self.config.clone() else {
             return;
         };
-        let now = host::now_ms();
+        let now = host::now_ms().unwrap_or_default();
         let status = host::call_response_header(":status");
         let outcome =
             bundle_fetch::check_status_and_size(status.as_deref(), body_size).and_then(|()| {
@@ -76,7 +76,7 @@ impl RootContext for FilterRoot {
                 );
                 // The first fetch happens on a tick: callouts from on_configure may never be
                 // answered (they also run in Envoy's main-thread base VM).
-                let now = host::now_ms();
+                let now = host::now_ms().unwrap_or_default();
                 self.schedule = FetchSchedule::new(config.trust_domains.keys(), now);
                 host::set_tick_period(config.refresh.initial_delay);
                 self.steady_tick = false;
@@ -99,7 +99,7 @@ impl RootContext for FilterRoot {
         let Some(config) = self.config.clone() else {
             return;
         };
-        let now = host::now_ms();
+        let now = host::now_ms().unwrap_or_default();
         let timeout_of = |td: &TrustDomain| {
             config
                 .trust_domains

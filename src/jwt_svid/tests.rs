@@ -566,3 +566,13 @@ fn deep_nesting_in_header() {
         Err(JwtSvidError::HeaderJson(_))
     ));
 }
+
+/// A validly signed token with a claim jwt-simple cannot read is refused, and the log says why.
+#[test]
+fn unreadable_claim_reported_as_verifier_refusal() {
+    let t = k1().sign(BASE_HEADER, &claims_with(r#""iat""#, r#""iss":42,"iat""#));
+    assert!(matches!(
+        check(&t, &td_bundle()),
+        Err(JwtSvidError::VerifierRejected(_))
+    ));
+}
