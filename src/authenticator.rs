@@ -33,7 +33,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(code: ErrorCode, reason: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, reason: impl Into<String>) -> Self {
         Rejection {
             code,
             reason: reason.into(),
@@ -100,13 +100,14 @@ pub fn inspect_head(config: &Config, head: &RequestHead<'_>) -> HeadAction {
     }
 }
 
-/// Authenticates a token request from its complete form body. `now` is Unix seconds.
+/// Authenticates a token request from its complete form body. `now` is host time in Unix
+/// seconds, `None` when the host cannot tell (then no JWT-SVID is accepted).
 pub fn authenticate(
     config: &Config,
     head: &RequestHead<'_>,
     body: &[u8],
     bundles: &dyn BundleSource,
-    now: u64,
+    now: Option<u64>,
 ) -> Verdict {
     match authenticate_inner(config, head, body, bundles, now) {
         Ok(Some((spiffe_id, client_id))) => Verdict::Authenticated {
@@ -123,7 +124,7 @@ fn authenticate_inner(
     head: &RequestHead<'_>,
     body: &[u8],
     bundles: &dyn BundleSource,
-    now: u64,
+    now: Option<u64>,
 ) -> Result<Option<(SpiffeId, String)>, Rejection> {
     use ErrorCode::{InvalidClient, InvalidRequest};
     if body.len() > config.limits.max_body_bytes {
@@ -179,6 +180,8 @@ fn authenticate_inner(
         Rejection::new(InvalidClient, "no bundle fetched yet for the trust domain")
             .claiming(&claimed)
     })?;
+    // Without host time no expiry can be checked: fail closed.
+    let now = now.ok_or_else(|| Rejection::new(InvalidClient, "host time unavailable"))?;
     let policy = JwtSvidPolicy {
         audience: &config.issuer,
         leeway_secs: config.clock_skew.as_secs(),

@@ -63,7 +63,7 @@ fn body_with(assertion: &str, extra: &str) -> String {
 }
 
 fn decide(head: &RequestHead<'_>, body: &str) -> Verdict {
-    authenticate(&config(), head, body.as_bytes(), &bundles(), NOW)
+    authenticate(&config(), head, body.as_bytes(), &bundles(), Some(NOW))
 }
 
 fn rejected(v: Verdict) -> (ErrorCode, String) {
@@ -288,7 +288,7 @@ fn cid_3_require_client_id() {
         &post(),
         body_with(&good_token(), "").as_bytes(),
         &bundles(),
-        NOW,
+        Some(NOW),
     );
     assert_eq!(rejected(missing).0, ErrorCode::InvalidRequest);
     let sent = authenticate(
@@ -296,7 +296,7 @@ fn cid_3_require_client_id() {
         &post(),
         body_with(&good_token(), "&client_id=my-client").as_bytes(),
         &bundles(),
-        NOW,
+        Some(NOW),
     );
     assert_eq!(sent, authenticated(CLIENT, "my-client"));
 }
@@ -381,4 +381,29 @@ fn claimed_id_is_logged() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Without host time a JWT-SVID is refused, while requests that are not SPIFFE pass.
+#[test]
+fn no_host_time_fails_closed_for_svids_only() {
+    let c = config();
+    let v = authenticate(
+        &c,
+        &post(),
+        body_with(&good_token(), "").as_bytes(),
+        &bundles(),
+        None,
+    );
+    assert_eq!(
+        rejected(v),
+        (ErrorCode::InvalidClient, "host time unavailable".to_owned())
+    );
+    let other = authenticate(
+        &c,
+        &post(),
+        b"grant_type=client_credentials",
+        &bundles(),
+        None,
+    );
+    assert_eq!(other, Verdict::PassThrough);
 }

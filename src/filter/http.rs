@@ -78,26 +78,14 @@ impl TokenFilter {
             return refuse_unconfigured();
         };
         let Some(body) = host::buffer(BufferType::HttpRequestBody, self.body_size) else {
-            let rejection = Rejection {
-                code: ErrorCode::InvalidRequest,
-                reason: format!(
-                    "the {} byte body could not be read from the host",
-                    self.body_size
-                ),
-                claimed_id: None,
-            };
-            return self.reject(&config, &rejection);
+            let reason = format!(
+                "the {} byte body could not be read from the host",
+                self.body_size
+            );
+            return self.reject(&config, &Rejection::new(ErrorCode::InvalidRequest, reason));
         };
         let bundles = SharedBundles { cache: &self.cache };
-        // Without host time no expiry can be checked: fail closed.
-        let Some(now) = host::now_ms().map(|ms| ms / 1000) else {
-            let rejection = Rejection {
-                code: ErrorCode::InvalidClient,
-                reason: "host time unavailable".to_owned(),
-                claimed_id: None,
-            };
-            return self.reject(&config, &rejection);
-        };
+        let now = host::now_ms().map(|ms| ms / 1000);
         match authenticator::authenticate(&config, &self.head.view(), &body, &bundles, now) {
             Verdict::Authenticated {
                 spiffe_id,
@@ -161,15 +149,9 @@ impl HttpContext for TokenFilter {
         // `body_size` is everything buffered so far, not this chunk.
         self.body_size = body_size;
         if body_size > config.limits.max_body_bytes {
-            let rejection = Rejection {
-                code: ErrorCode::BodyTooLarge,
-                reason: format!(
-                    "body over limits.max_body_bytes ({})",
-                    config.limits.max_body_bytes
-                ),
-                claimed_id: None,
-            };
-            return self.reject(&config, &rejection);
+            let limit = config.limits.max_body_bytes;
+            let reason = format!("body over limits.max_body_bytes ({limit})");
+            return self.reject(&config, &Rejection::new(ErrorCode::BodyTooLarge, reason));
         }
         if end_of_stream {
             self.decide()
