@@ -25,7 +25,9 @@ impl fmt::Display for JsonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JsonError::Syntax(e) => write!(f, "invalid JSON: {e}"),
-            JsonError::DuplicateMember(name) => write!(f, "duplicate member name {name:?}"),
+            JsonError::DuplicateMember(name) => {
+                write!(f, "duplicate member name {}", crate::log_text::quote(name))
+            }
             JsonError::NotAnObject => write!(f, "top level is not a JSON object"),
         }
     }

@@ -143,24 +143,36 @@ fn case_fold(value: &str) -> String {
         .collect()
 }
 
-/// The form of a request path used to recognise the token endpoint: query and fragment
-/// dropped, percent-escapes decoded once, `;` parameters and empty or `.` segments dropped,
-/// `..` applied, ASCII lowercased. An AS that normalises paths in any of these ways (servlet
-/// path parameters, merged slashes, case-insensitive routes, …) then cannot be reached through
-/// a spelling of its token path that the filter would not recognise.
+/// The form of a request path used to recognise the token endpoint. An AS framework may route
+/// many spellings of a path to one handler, so all of these are folded away: query and
+/// fragment; percent-escapes (decoded twice, for servers that decode again); `\` as `/`;
+/// `;` path parameters; empty and `.` segments; `..` applied; trailing white space, control
+/// characters and dots of a segment (`/token%0a`, `/token.`); a file extension on the last
+/// segment (`/token.json`, suffix matching); and case, with the non-ASCII letters that
+/// case-insensitive comparisons equate with ASCII ones. A spelling the AS may treat as its
+/// token path is then never one the filter does not recognise.
 pub fn canonical_path(path: &str) -> String {
     let path = path.split(['?', '#']).next().unwrap_or_default();
-    let decoded = percent_decode_lenient(path.as_bytes());
-    let decoded = String::from_utf8_lossy(&decoded);
+    let decoded = percent_decode_lenient(&percent_decode_lenient(path.as_bytes()));
+    let decoded = String::from_utf8_lossy(&decoded).replace('\\', "/");
     let mut segments: Vec<String> = Vec::new();
     for segment in decoded.split('/') {
-        let segment = segment.split(';').next().unwrap_or_default();
-        match segment {
-            "" | "." => {}
+        match segment.split(';').next().unwrap_or_default() {
             ".." => {
                 segments.pop();
             }
-            other => segments.push(other.to_ascii_lowercase()),
+            other => {
+                let trimmed = other
+                    .trim_end_matches(|c: char| c.is_whitespace() || c.is_control() || c == '.');
+                if !trimmed.is_empty() {
+                    segments.push(case_fold(trimmed));
+                }
+            }
+        }
+    }
+    if let Some(last) = segments.last_mut() {
+        if let Some(dot) = last.get(1..).and_then(|rest| rest.find('.')) {
+            last.truncate(dot + 1);
         }
     }
     format!("/{}", segments.join("/"))
@@ -415,8 +427,13 @@ mod tests {
         assert_eq!(canonical_path("/oauth2/Token"), "/oauth2/token");
         assert_eq!(canonical_path("/a%zz"), "/a%zz");
         assert_eq!(canonical_path("/../.."), "/");
-        assert_ne!(canonical_path("/token.json"), "/token");
         assert_ne!(canonical_path("/tokens"), "/token");
+        assert_ne!(canonical_path("/tok/en"), "/token");
+        assert_eq!(
+            canonical_path("/.well-known/openid-configuration"),
+            "/.well-known/openid-configuration"
+        );
+        assert_eq!(canonical_path("/realm%C5%BF/x"), "/realms/x");
     }
 
     /// FC-13 j / k: malformed escapes, invalid UTF-8 and NUL are refused.

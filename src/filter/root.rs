@@ -30,7 +30,7 @@ impl Context for FilterRoot {
     fn on_http_call_response(
         &mut self,
         token: u32,
-        _headers: usize,
+        headers: usize,
         body_size: usize,
         _trailers: usize,
     ) {
@@ -41,7 +41,13 @@ impl Context for FilterRoot {
             return;
         };
         let now = host::now_ms().unwrap_or_default();
-        let status = host::call_response_header(":status");
+        // A callout the host failed itself (e.g. a body over Envoy's buffer limit) has no
+        // headers at all, and reading them would trap the VM.
+        let status = if headers == 0 {
+            None
+        } else {
+            host::call_response_header(":status")
+        };
         let outcome =
             bundle_fetch::check_status_and_size(status.as_deref(), body_size).and_then(|()| {
                 let body = host::buffer(BufferType::HttpCallResponseBody, body_size)

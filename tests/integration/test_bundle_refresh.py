@@ -62,8 +62,11 @@ def test_rotated_key_is_picked_up(stack):
         (200, b'{"keys":{"a":1}}'),
         (200, b'{"keys":[{"use":"jwt-svid"'),
         (200, b'{"keys":[],"spiffe_sequence":"3"}'),
+        # Over Envoy's callout response buffer: the host fails the call and hands the filter an
+        # answer without headers (FC-17 b), which must not trap the VM.
+        (200, b'{"keys":[' + b" " * (40 * 1024 * 1024) + b"]}"),
     ],
-    ids=["500", "404", "302", "html", "keys-object", "truncated", "string-sequence"],
+    ids=["500", "404", "302", "html", "keys-object", "truncated", "string-sequence", "over-40MiB"],
 )
 def test_failed_fetch_keeps_last_good_bundle(stack, status, body):
     """BEP-6, FC-18: after a failed refresh the last good bundle still verifies."""
@@ -74,6 +77,15 @@ def test_failed_fetch_keeps_last_good_bundle(stack, status, body):
     resp = stack.post_assertion(pki.mint_svid(NEW_KEY, DEMO, ISSUER))
     assert resp.status == 200, (resp.status, resp.body)
     assert any("bundle fetch for example.org failed" in line for line in stack.envoy.filter_log_lines())
+    assert_no_trap(stack)
+
+
+def assert_no_trap(stack):
+    """FC-17: no VM of this Envoy panicked or was reloaded."""
+    log = stack.envoy.log_text()
+    assert "panicked" not in log and "unreachable" not in log, log[-3000:]
+    reloads = {k: v for k, v in stack.envoy.stats("vm_reload").items() if v != "0"}
+    assert reloads == {}
 
 
 def test_endpoint_down_keeps_last_good_bundle(stack):

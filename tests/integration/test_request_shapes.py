@@ -90,11 +90,23 @@ def test_identity_headers_in_trailers_are_removed(stack):
 
 
 @pytest.mark.parametrize("path", ["/TOKEN", "/token/", "/token;jsessionid=1", "//token",
-                                  "/x/../token", "/%74oken", "/Token?x=1"])
+                                  "/x/../token", "/%74oken", "/Token?x=1", "/token%0a",
+                                  "/token%20", "/token.", "/token.json", "/to%E2%84%AAen",
+                                  "/%5ctoken", "/%2574oken"])
 def test_token_path_spellings_are_authenticated(stack, path):
     """An AS that normalises its routes must not be reachable around the filter: a forged
     assertion on a spelling of the token path is rejected by the filter itself."""
     resp = client.post_form(stack.port, path, client.assertion_params(pki.mint_svid(ATTACKER, DEMO, ISSUER)))
+    assert_invalid_client(resp)
+    assert_nothing_forwarded(stack)
+
+
+def test_lowercase_method_over_http2_is_authenticated(stack):
+    """HTTP/2 lets a client send `:method: post`, which Envoy forwards and frameworks such as
+    Flask upper-case: the filter treats it as the POST it becomes."""
+    body = form_body(pki.mint_svid(ATTACKER, DEMO, ISSUER))
+    resp = h2client.request(stack.port, "post", TOKEN_PATH, [("content-type", client.FORM)], [body])
+    assert resp is not None
     assert_invalid_client(resp)
     assert_nothing_forwarded(stack)
 
