@@ -48,7 +48,8 @@ cmd_build() {
 cmd_run() {
   build_wasm
   ensure_venv
-  "$VENV/bin/python" -m harness.demo "$@"
+  # exec: a SIGTERM to ./build.sh reaches the demo, which then stops everything it started.
+  exec "$VENV/bin/python" -m harness.demo "$@"
 }
 
 cmd_test() {

@@ -98,7 +98,7 @@ class Demo:
         print(f"authorization server: http://127.0.0.1:{self.auth_server.port}{self.token_path}")
         print(f"envoy: http://127.0.0.1:{self.envoy.listener_port} "
               f"(admin {self.envoy.admin_port}), log {self.envoy.log_path}"
-              " (removed when the demo ends, unless --keep)")
+              " (its directory is removed when the demo ends)")
         self.envoy.start()
         if not self.wait_for_bundle():
             self.check(False, "filter loaded the trust bundle within 10 s")
@@ -149,14 +149,14 @@ class Demo:
 Everything keeps running; Ctrl-C stops it. {token_file} holds a fresh JWT-SVID
 for {CLIENT_SPIFFE_ID} (rewritten every 60 s).
 
-  curl -s http://127.0.0.1:{port}{self.token_path} \\
+  curl -si http://127.0.0.1:{port}{self.token_path} \\
     -d grant_type=client_credentials \\
     -d client_assertion_type={client.JWT_SPIFFE} \\
     -d client_assertion=$(cat {token_file})
 
   # without an assertion the filter passes the request through; the example AS then
   # refuses it with its own 401 (it only issues tokens to clients the filter vouched for):
-  curl -s http://127.0.0.1:{port}{self.token_path} -d grant_type=client_credentials -d client_id=x
+  curl -si http://127.0.0.1:{port}{self.token_path} -d grant_type=client_credentials -d client_id=x
 
   curl -s http://127.0.0.1:{self.envoy.admin_port}/stats | grep -E 'wasm|bundle_example_org.upstream_rq'
   tail -f {self.envoy.log_path}
