@@ -78,11 +78,10 @@ pub trait BundleSource {
 
 /// Decides from the headers whether the body must be read (REQ-1, REQ-2, EDGE-4).
 pub fn inspect_head(config: &Config, head: &RequestHead<'_>) -> HeadAction {
-    let path = head.path;
     // Only POSTs to a token path carry client credentials; credentials in a query string or in
     // another method are never read (REQ-1, REQ-2), and the AS refuses such requests itself.
     // HTTP/2 lets a client send `post`; Envoy forwards it and some frameworks upper-case it.
-    if !config.is_token_path(path) || !head.method.eq_ignore_ascii_case("POST") {
+    if !config.is_token_path(head.path) || !head.method.eq_ignore_ascii_case("POST") {
         return HeadAction::PassThrough;
     }
     match head.content_type {

@@ -95,12 +95,14 @@ impl BundleCache {
 
 /// An in-memory [`SharedData`] with Envoy's semantics (one global CAS counter; a write with a
 /// stale CAS fails), for native tests.
+#[cfg(test)]
 #[derive(Default)]
 pub struct MemorySharedData {
     entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     next_cas: RefCell<u32>,
 }
 
+#[cfg(test)]
 impl SharedData for MemorySharedData {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         self.entries.borrow().get(key).cloned()

@@ -144,7 +144,7 @@ impl HttpContext for TokenFilter {
             return Action::Continue;
         }
         let Some(config) = self.config.clone() else {
-            return Action::Pause;
+            return refuse_unconfigured();
         };
         // `body_size` is everything buffered so far, not this chunk.
         self.body_size = body_size;
