@@ -12,6 +12,8 @@ use crate::strict_json::{self, JsonError};
 use jwt_simple::prelude::{ES256PublicKey, ES384PublicKey, RS256PublicKey};
 use serde_json::{Map, Value};
 use std::fmt;
+use x509_cert::der::Decode;
+use x509_cert::Certificate;
 
 /// `use` value of JWT-SVID signing keys.
 pub const USE_JWT_SVID: &str = "jwt-svid";
@@ -190,7 +192,9 @@ fn parse_jwt_key(jwk: &Map<String, Value>) -> Result<JwtKey, String> {
     })
 }
 
-fn parse_ec_key(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
+/// The curve and SEC1 uncompressed point (`04 ‖ x ‖ y`) of an EC JWK, coordinates at full
+/// length (RFC 7518 §6.2.1.2).
+fn ec_point(jwk: &Map<String, Value>) -> Result<(&str, Vec<u8>), String> {
     let crv = string_member(jwk, "crv")?;
     let coordinate_len = match crv {
         "P-256" => 32,
@@ -205,10 +209,11 @@ fn parse_ec_key(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
             "{crv} coordinates must be {coordinate_len} bytes (RFC 7518 §6.2.1.2)"
         ));
     }
-    let mut sec1 = Vec::with_capacity(1 + 2 * coordinate_len);
-    sec1.push(0x04);
-    sec1.extend_from_slice(&x);
-    sec1.extend_from_slice(&y);
+    Ok((crv, [&[0x04][..], &x, &y].concat()))
+}
+
+fn parse_ec_key(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
+    let (crv, sec1) = ec_point(jwk)?;
     let invalid = |_| format!("{crv} point is not on the curve");
     Ok(match crv {
         "P-256" => KeyMaterial::P256(ES256PublicKey::from_bytes(&sec1).map_err(invalid)?),
@@ -241,11 +246,36 @@ fn parse_x509_authority(jwk: &Map<String, Value>) -> Result<Vec<u8>, String> {
         None => return Err("\"x5c\" is empty".to_owned()),
     };
     let der = b64::decode_std(first).ok_or("\"x5c\"[0] is not standard base64")?;
-    // A DER certificate is a SEQUENCE; full X.509 parsing belongs to X509-SVID validation.
-    if der.first() != Some(&0x30) {
-        return Err("\"x5c\"[0] is not a DER certificate".to_owned());
+    let cert = Certificate::from_der(&der).map_err(|_| "\"x5c\"[0] is not a DER certificate")?;
+    // The certificate's key must be the key the JWK members describe (RFC 7517 §4.7; BUN-10).
+    let cert_key = cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .subject_public_key
+        .raw_bytes();
+    let matches = match string_member(jwk, "kty")? {
+        "EC" => ec_point(jwk)?.1 == cert_key,
+        "RSA" => {
+            use rsa::pkcs1::DecodeRsaPublicKey;
+            use rsa::traits::PublicKeyParts;
+            let n = b64url_member(jwk, "n")?;
+            let e = b64url_member(jwk, "e")?;
+            rsa::RsaPublicKey::from_pkcs1_der(cert_key).is_ok_and(|k| {
+                k.n().to_bytes_be() == strip_leading_zeros(&n)
+                    && k.e().to_bytes_be() == strip_leading_zeros(&e)
+            })
+        }
+        other => return Err(format!("kty {other:?} is not supported")),
+    };
+    if !matches {
+        return Err("\"x5c\"[0] key differs from the JWK's key members".to_owned());
     }
     Ok(der)
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    bytes.get(first..).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -482,43 +512,62 @@ pub(crate) mod tests {
         assert!(reasons.contains(&"use \"sig\" is not used by this filter"));
     }
 
-    /// BUN-8 / BUN-9 / BUN-11 / B7 / B8 / B9 / B12.
+    /// BUN-8 / BUN-9 / BUN-10 / BUN-11 / B7 / B8 / B9 / B12 / B13.
     #[test]
-    fn bun_8_9_11_x509_entries() {
+    fn bun_8_to_11_x509_entries() {
         let doc: Value =
             serde_json::from_slice(&fixture("bundle_spiffebundle__spiffebundle_valid_1.json"))
                 .unwrap();
-        let root = doc["keys"][0]["x5c"][0].as_str().unwrap().to_owned();
-        let with =
-            |x5c: &str| format!(r#"{{"keys":[{{"use":"x509-svid","kty":"EC","x5c":{x5c}}}]}}"#);
+        let entry = doc["keys"][0].clone();
+        let root = entry["x5c"][0].as_str().unwrap().to_owned();
+        let with = |change: &dyn Fn(&mut Value)| {
+            let mut e = entry.clone();
+            change(&mut e);
+            parse(&format!(r#"{{"keys":[{e}]}}"#)).unwrap()
+        };
+        let skipped = |b: &TrustBundle| b.skipped.first().map(|s| s.reason.clone());
+        // The fixture entry as it is: one authority, its DER.
+        let b = with(&|_| {});
+        assert_eq!(b.x509_authorities, vec![b64::decode_std(&root).unwrap()]);
         // B7: missing / empty x5c → skipped.
-        let b = parse(r#"{"keys":[{"use":"x509-svid","kty":"EC","crv":"P-384","x":"a","y":"b"}]}"#)
-            .unwrap();
+        let b = with(&|e| {
+            e.as_object_mut().unwrap().remove("x5c");
+        });
         assert!(b.x509_authorities.is_empty());
-        assert_eq!(b.skipped[0].reason, "\"x5c\" is missing");
-        assert!(parse(&with("[]")).unwrap().x509_authorities.is_empty());
+        assert_eq!(skipped(&b).as_deref(), Some("\"x5c\" is missing"));
+        let b = with(&|e| e["x5c"] = serde_json::json!([]));
+        assert_eq!(skipped(&b).as_deref(), Some("\"x5c\" is empty"));
         // B8: two certificates → only the first is an authority.
-        let b = parse(&with(&format!(r#"["{root}","AAAA"]"#))).unwrap();
-        assert_eq!(b.x509_authorities.len(), 1);
-        assert_eq!(b.x509_authorities[0], b64::decode_std(&root).unwrap());
-        // B9: a kid on an x509-svid entry is ignored; the entry is still an authority, never a JWT key.
-        let b = parse(&format!(
-            r#"{{"keys":[{{"use":"x509-svid","kid":"foo","kty":"EC","x5c":["{root}"]}}]}}"#
-        ))
-        .unwrap();
+        let b = with(&|e| e["x5c"] = serde_json::json!([root, "AAAA"]));
+        assert_eq!(b.x509_authorities, vec![b64::decode_std(&root).unwrap()]);
+        // B9: a kid on an x509-svid entry is ignored; still an authority, never a JWT key.
+        let b = with(&|e| e["kid"] = "foo".into());
         assert_eq!(b.x509_authorities.len(), 1);
         assert!(b.jwt_keys.is_empty());
         // B12: base64url alphabet, or not a certificate → skipped.
         let url_alphabet = root.replace('+', "-").replace('/', "_");
         assert_ne!(url_alphabet, root);
-        assert!(parse(&with(&format!(r#"["{url_alphabet}"]"#)))
-            .unwrap()
-            .x509_authorities
-            .is_empty());
-        assert!(parse(&with(r#"["AAAA"]"#))
-            .unwrap()
-            .x509_authorities
-            .is_empty());
+        let b = with(&|e| e["x5c"] = serde_json::json!([url_alphabet]));
+        assert_eq!(
+            skipped(&b).as_deref(),
+            Some("\"x5c\"[0] is not standard base64")
+        );
+        let b = with(&|e| e["x5c"] = serde_json::json!(["MAA="]));
+        assert_eq!(
+            skipped(&b).as_deref(),
+            Some("\"x5c\"[0] is not a DER certificate")
+        );
+        // B13 / BUN-10: the certificate's key differs from the JWK members → skipped.
+        let b = with(&|e| e["y"] = b64::encode_url(&[7u8; 48]).into());
+        assert!(b.x509_authorities.is_empty());
+        assert_eq!(
+            skipped(&b).as_deref(),
+            Some("\"x5c\"[0] key differs from the JWK's key members")
+        );
+        let b = with(&|e| {
+            e.as_object_mut().unwrap().remove("x");
+        });
+        assert_eq!(skipped(&b).as_deref(), Some("\"x\" is missing"));
     }
 
     /// BUN-15 / B14: duplicate kids are all kept.

@@ -19,3 +19,5 @@ pub mod oauth_error;
 mod test_support;
 pub mod token_request;
 pub mod trust_store;
+pub mod x509_sig_algs;
+pub mod x509_svid;

@@ -1,0 +1,184 @@
+//! X509-SVID validation (draft-02 §3.2, SPIFFE X509-SVID standard; requirements X509-1 …
+//! X509-14): the leaf profile checked with `x509-cert`, then RFC 5280 path validation by
+//! `rustls-webpki` against the `x509-svid` authorities of the leaf's own trust domain only.
+//!
+//! The caller picks the authorities from the SPIFFE ID that [`leaf_spiffe_id`] returns, so a
+//! trust domain's roots never vouch for another trust domain's IDs (EDGE-3, X509-1). Time is
+//! passed in.
+
+use crate::spiffe_id::{SpiffeId, SpiffeIdError};
+use crate::x509_sig_algs;
+use rustls_pki_types::{CertificateDer, UnixTime};
+use std::fmt;
+use std::time::Duration;
+use x509_cert::der::Decode;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, SubjectAltName};
+use x509_cert::Certificate;
+
+/// Longest chain accepted from a client: leaf plus this many intermediates.
+pub const MAX_INTERMEDIATES: usize = 8;
+
+/// Why an X509-SVID was refused (for the log; the client only learns `invalid_client`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum X509SvidError {
+    /// The leaf is not a parsable DER certificate.
+    Unparsable,
+    /// An extension the leaf profile needs appears twice or does not decode.
+    BadExtension(&'static str),
+    NoUriSan,
+    MultipleUriSans,
+    SanNotSpiffeId(SpiffeIdError),
+    /// The SPIFFE ID has no path (X509-6).
+    TrustDomainId,
+    LeafIsCa,
+    NoKeyUsage,
+    NoDigitalSignature,
+    /// keyCertSign or cRLSign on a leaf (X509-5).
+    SigningKeyUsage,
+    TooManyIntermediates,
+    /// A client-sent intermediate is not a signing certificate: no CA=true, or a key usage
+    /// without keyCertSign (X509-8; webpki checks basic constraints but not key usage).
+    IntermediateNotSigning(usize),
+    /// The trust domain has no `x509-svid` authorities (BUN-12).
+    NoAuthorities,
+    /// RFC 5280 path validation failed; webpki's reason.
+    Path(String),
+}
+
+impl fmt::Display for X509SvidError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use X509SvidError::*;
+        match self {
+            Unparsable => f.write_str("leaf is not a DER certificate"),
+            BadExtension(e) => write!(f, "{e} extension is repeated or malformed"),
+            NoUriSan => f.write_str("leaf has no URI SAN"),
+            MultipleUriSans => f.write_str("leaf has more than one URI SAN"),
+            SanNotSpiffeId(e) => write!(f, "URI SAN is not a SPIFFE ID: {e}"),
+            TrustDomainId => f.write_str("URI SAN is a trust domain ID without a path"),
+            LeafIsCa => f.write_str("leaf has CA=true"),
+            NoKeyUsage => f.write_str("leaf has no key usage extension"),
+            NoDigitalSignature => f.write_str("leaf key usage lacks digitalSignature"),
+            SigningKeyUsage => f.write_str("leaf key usage has keyCertSign or cRLSign"),
+            TooManyIntermediates => write!(f, "more than {MAX_INTERMEDIATES} intermediates"),
+            IntermediateNotSigning(i) => {
+                write!(f, "intermediate {i} lacks CA=true or keyCertSign")
+            }
+            NoAuthorities => f.write_str("trust domain has no x509-svid authorities"),
+            Path(e) => write!(f, "path validation failed: {e}"),
+        }
+    }
+}
+
+/// Checks the leaf profile (X509-2 … X509-6) and returns its SPIFFE ID. Untrusted until
+/// [`verify`] succeeds: use it to choose the trust domain's authorities.
+pub fn leaf_spiffe_id(leaf_der: &[u8]) -> Result<SpiffeId, X509SvidError> {
+    let cert = Certificate::from_der(leaf_der).map_err(|_| X509SvidError::Unparsable)?;
+    let tbs = cert.tbs_certificate();
+
+    let san = tbs
+        .get_extension::<SubjectAltName>()
+        .map_err(|_| X509SvidError::BadExtension("subjectAltName"))?;
+    let mut uris = san
+        .iter()
+        .flat_map(|(_, san)| san.0.iter())
+        .filter_map(|name| match name {
+            GeneralName::UniformResourceIdentifier(uri) => Some(uri.as_str()),
+            _ => None,
+        });
+    let uri = uris.next().ok_or(X509SvidError::NoUriSan)?;
+    if uris.next().is_some() {
+        return Err(X509SvidError::MultipleUriSans);
+    }
+    let id = SpiffeId::parse(uri).map_err(X509SvidError::SanNotSpiffeId)?;
+    if id.is_trust_domain_id() {
+        return Err(X509SvidError::TrustDomainId);
+    }
+
+    let ca = tbs
+        .get_extension::<BasicConstraints>()
+        .map_err(|_| X509SvidError::BadExtension("basicConstraints"))?
+        .is_some_and(|(_, bc)| bc.ca);
+    if ca {
+        return Err(X509SvidError::LeafIsCa);
+    }
+    let (_, usage) = tbs
+        .get_extension::<KeyUsage>()
+        .map_err(|_| X509SvidError::BadExtension("keyUsage"))?
+        .ok_or(X509SvidError::NoKeyUsage)?;
+    if !usage.digital_signature() {
+        return Err(X509SvidError::NoDigitalSignature);
+    }
+    if usage.key_cert_sign() || usage.crl_sign() {
+        return Err(X509SvidError::SigningKeyUsage);
+    }
+    Ok(id)
+}
+
+/// Validates the path from `leaf_der` through the client-sent `intermediates` to one of
+/// `authorities` (the DER roots of the leaf's trust domain) at `now` (Unix seconds), with
+/// signatures, validity, basic constraints, path length, unknown critical extensions and the
+/// clientAuth EKU when an EKU is present (webpki). Name constraints: webpki enforces DNS/IP ones
+/// and rejects any URI name constraint, so a chain carrying one fails closed (X509-10).
+pub fn verify(
+    leaf_der: &[u8],
+    intermediates: &[Vec<u8>],
+    authorities: &[Vec<u8>],
+    now: u64,
+) -> Result<SpiffeId, X509SvidError> {
+    let id = leaf_spiffe_id(leaf_der)?;
+    if intermediates.len() > MAX_INTERMEDIATES {
+        return Err(X509SvidError::TooManyIntermediates);
+    }
+    for (i, der) in intermediates.iter().enumerate() {
+        if !is_signing_certificate(der) {
+            return Err(X509SvidError::IntermediateNotSigning(i));
+        }
+    }
+    let root_ders: Vec<CertificateDer<'_>> = authorities
+        .iter()
+        .map(|der| CertificateDer::from(der.as_slice()))
+        .collect();
+    // An authority webpki cannot use as an anchor is skipped, not fatal (BUN-6 spirit).
+    let anchors: Vec<_> = root_ders
+        .iter()
+        .filter_map(|der| webpki::anchor_from_trusted_cert(der).ok())
+        .collect();
+    if anchors.is_empty() {
+        return Err(X509SvidError::NoAuthorities);
+    }
+    let intermediates: Vec<CertificateDer<'_>> = intermediates
+        .iter()
+        .map(|der| CertificateDer::from(der.as_slice()))
+        .collect();
+    let leaf = CertificateDer::from(leaf_der);
+    let end_entity = webpki::EndEntityCert::try_from(&leaf)
+        .map_err(|e| X509SvidError::Path(format!("{e:?}")))?;
+    end_entity
+        .verify_for_usage(
+            x509_sig_algs::ALL,
+            &anchors,
+            &intermediates,
+            UnixTime::since_unix_epoch(Duration::from_secs(now)),
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| X509SvidError::Path(format!("{e:?}")))?;
+    Ok(id)
+}
+
+/// A signing certificate per the X509-SVID profile: CA=true and a key usage with keyCertSign.
+fn is_signing_certificate(der: &[u8]) -> bool {
+    let Ok(cert) = Certificate::from_der(der) else {
+        return false;
+    };
+    let tbs = cert.tbs_certificate();
+    let ca = matches!(tbs.get_extension::<BasicConstraints>(), Ok(Some((_, bc))) if bc.ca);
+    let cert_sign =
+        matches!(tbs.get_extension::<KeyUsage>(), Ok(Some((_, ku))) if ku.key_cert_sign());
+    ca && cert_sign
+}
+
+#[cfg(test)]
+mod tests;
