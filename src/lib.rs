@@ -12,6 +12,7 @@ pub mod strict_json;
 
 pub mod authenticator;
 pub mod bundle_fetch;
+pub mod client_cert;
 pub mod config;
 pub mod filter;
 pub mod oauth_error;
