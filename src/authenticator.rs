@@ -4,12 +4,14 @@
 //! Pure logic: the request head, the body, the trust bundles and the time come in as arguments.
 
 use crate::bundle::TrustBundle;
-use crate::config::{Config, TrustDomainConfig};
+use crate::client_cert::PresentedChain;
+use crate::config::{Config, TrustDomainConfig, X509ClientIdRule};
 use crate::jwt_svid::{JwtSvid, JwtSvidPolicy};
 use crate::log_text::quote;
-use crate::oauth_error::ErrorCode;
+use crate::oauth_error::ErrorCode::{self, InvalidClient, InvalidRequest};
 use crate::spiffe_id::SpiffeId;
 use crate::token_request::{is_form_content_type, AuthParameters, Method};
+use crate::x509_svid;
 use std::sync::Arc;
 
 /// What the filter knows about a request from its headers.
@@ -41,7 +43,7 @@ impl Rejection {
         }
     }
 
-    fn claiming(mut self, id: &SpiffeId) -> Self {
+    pub fn claiming(mut self, id: &SpiffeId) -> Self {
         self.claimed_id = Some(id.to_string());
         self
     }
@@ -100,16 +102,18 @@ pub fn inspect_head(config: &Config, head: &RequestHead<'_>) -> HeadAction {
     }
 }
 
-/// Authenticates a token request from its complete form body. `now` is host time in Unix
-/// seconds, `None` when the host cannot tell (then no JWT-SVID is accepted).
+/// Authenticates a token request from its complete form body and, on an mTLS connection, the
+/// client certificate chain it presented. `now` is host time in Unix seconds, `None` when the
+/// host cannot tell (then no SVID is accepted).
 pub fn authenticate(
     config: &Config,
     head: &RequestHead<'_>,
     body: &[u8],
+    presented: Option<&PresentedChain>,
     bundles: &dyn BundleSource,
     now: Option<u64>,
 ) -> Verdict {
-    match authenticate_inner(config, head, body, bundles, now) {
+    match authenticate_inner(config, head, body, presented, bundles, now) {
         Ok(Some((spiffe_id, client_id))) => Verdict::Authenticated {
             spiffe_id,
             client_id,
@@ -119,14 +123,16 @@ pub fn authenticate(
     }
 }
 
+type Identity = (SpiffeId, String);
+
 fn authenticate_inner(
     config: &Config,
     head: &RequestHead<'_>,
     body: &[u8],
+    presented: Option<&PresentedChain>,
     bundles: &dyn BundleSource,
     now: Option<u64>,
-) -> Result<Option<(SpiffeId, String)>, Rejection> {
-    use ErrorCode::{InvalidClient, InvalidRequest};
+) -> Result<Option<Identity>, Rejection> {
     if body.len() > config.limits.max_body_bytes {
         return Err(Rejection::new(
             ErrorCode::BodyTooLarge,
@@ -135,16 +141,44 @@ fn authenticate_inner(
     }
     let params = AuthParameters::from_form(body)
         .map_err(|e| Rejection::new(InvalidRequest, format!("form body: {e}")))?;
+    let secret_used = head.authorization.is_some() || params.client_secret.is_some();
     match params.method() {
-        Method::NotSpiffe => return Ok(None),
-        Method::NearMissAssertionType => {
-            return Err(Rejection::new(
-                InvalidRequest,
-                "client_assertion_type is a case, space or encoding variant of the jwt-spiffe URN",
-            ))
+        Method::NearMissAssertionType => Err(Rejection::new(
+            InvalidRequest,
+            "client_assertion_type is a case, space or encoding variant of the jwt-spiffe URN",
+        )),
+        Method::JwtSvid => {
+            let identity = authenticate_jwt_svid(config, head, &params, bundles, now)?;
+            // The assertion selects the method; a certificate naming someone else is a
+            // conflict, never merged (REQ-10, FC-12 c).
+            let cert_id = presented.and_then(|c| x509_svid::leaf_spiffe_id(&c.leaf).ok());
+            if cert_id.is_some_and(|id| id != identity.0) {
+                return Err(Rejection::new(
+                    InvalidRequest,
+                    "client certificate and assertion name different SPIFFE IDs",
+                )
+                .claiming(&identity.0));
+            }
+            Ok(Some(identity))
         }
-        Method::JwtSvid => {}
+        // A certificate that claims a SPIFFE ID, with no other credential, is the X509-SVID
+        // method; any other certificate is incidental (optional mTLS) and left to the AS.
+        Method::NotSpiffe => match presented {
+            Some(chain) if !secret_used && x509_svid::claims_spiffe_id(&chain.leaf) => {
+                authenticate_x509_svid(config, &params, chain, bundles, now).map(Some)
+            }
+            _ => Ok(None),
+        },
     }
+}
+
+fn authenticate_jwt_svid(
+    config: &Config,
+    head: &RequestHead<'_>,
+    params: &AuthParameters,
+    bundles: &dyn BundleSource,
+    now: Option<u64>,
+) -> Result<Identity, Rejection> {
     // One client authentication method per request (RFC 6749 §2.3, REQ-9, requirements OPEN-6).
     if head.authorization.is_some() {
         return Err(Rejection::new(
@@ -168,45 +202,110 @@ fn authenticate_inner(
             "client_id is missing (require_client_id)",
         ));
     }
-
     let svid = JwtSvid::decode(assertion, config.limits.max_assertion_bytes)
         .map_err(|e| Rejection::new(InvalidClient, format!("JWT-SVID: {e}")))?;
-    let claimed = svid.subject().clone();
+    let claimed = svid.subject();
     // The bundle is chosen by the trust domain in `sub`, among configured ones only (JWT-12, ID-9).
-    let trust_domain = config.trust_domain_of(&claimed).ok_or_else(|| {
-        Rejection::new(InvalidClient, "trust domain of sub is not configured").claiming(&claimed)
-    })?;
-    let bundle = bundles.bundle_for(trust_domain).ok_or_else(|| {
-        Rejection::new(InvalidClient, "no bundle fetched yet for the trust domain")
-            .claiming(&claimed)
-    })?;
-    // Without host time no expiry can be checked: fail closed.
-    let now = now.ok_or_else(|| Rejection::new(InvalidClient, "host time unavailable"))?;
+    let bundle = bundle_of(config, bundles, claimed)?;
+    let now = host_time(now)?;
     let policy = JwtSvidPolicy {
         audience: &config.issuer,
         leeway_secs: config.clock_skew.as_secs(),
     };
     let spiffe_id = svid
         .verify(&bundle, &policy, now)
-        .map_err(|e| Rejection::new(InvalidClient, format!("JWT-SVID: {e}")).claiming(&claimed))?;
-
+        .map_err(|e| Rejection::new(InvalidClient, format!("JWT-SVID: {e}")).claiming(claimed))?;
     // Client binding only after the signature verified (CID-9).
-    let client_id = config.clients.get(&spiffe_id).ok_or_else(|| {
-        Rejection::new(InvalidClient, "SPIFFE ID is not a registered client").claiming(&spiffe_id)
+    let client_id = registered_client(config, &spiffe_id, params.client_id.as_deref())?;
+    Ok((spiffe_id, client_id))
+}
+
+/// RFC 8705 §2 with the SPIFFE profile (draft-02 §3.2; CID-4, CID-5).
+fn authenticate_x509_svid(
+    config: &Config,
+    params: &AuthParameters,
+    chain: &PresentedChain,
+    bundles: &dyn BundleSource,
+    now: Option<u64>,
+) -> Result<Identity, Rejection> {
+    let sent = params.client_id.as_deref().ok_or_else(|| {
+        Rejection::new(
+            InvalidRequest,
+            "client_id is missing with a client certificate",
+        )
     })?;
-    if let Some(sent) = &params.client_id {
-        if sent != client_id {
-            return Err(Rejection::new(
-                InvalidClient,
-                format!(
-                    "client_id {} is not the client registered for the SPIFFE ID",
-                    quote(sent)
-                ),
-            )
-            .claiming(&spiffe_id));
-        }
+    let claimed = x509_svid::leaf_spiffe_id(&chain.leaf)
+        .map_err(|e| Rejection::new(InvalidClient, format!("X509-SVID: {e}")))?;
+    // Authorities of the SAN's own trust domain only (X509-1, EDGE-3).
+    let bundle = bundle_of(config, bundles, &claimed)?;
+    let now = host_time(now)?;
+    let spiffe_id = x509_svid::verify(
+        &chain.leaf,
+        &chain.intermediates,
+        &bundle.x509_authorities,
+        now,
+    )
+    .map_err(|e| Rejection::new(InvalidClient, format!("X509-SVID: {e}")).claiming(&claimed))?;
+    if config.x509_client_id == X509ClientIdRule::SpiffeId && sent != spiffe_id.as_str() {
+        return Err(Rejection::new(
+            InvalidClient,
+            format!(
+                "client_id {} is not the certificate's SPIFFE ID",
+                quote(sent)
+            ),
+        )
+        .claiming(&spiffe_id));
     }
-    Ok(Some((spiffe_id, client_id.clone())))
+    let client_id = registered_client(config, &spiffe_id, Some(sent))?;
+    Ok((spiffe_id, client_id))
+}
+
+/// The current bundle of the trust domain that `claimed` names, if that trust domain is
+/// configured and its bundle has been fetched.
+fn bundle_of(
+    config: &Config,
+    bundles: &dyn BundleSource,
+    claimed: &SpiffeId,
+) -> Result<Arc<TrustBundle>, Rejection> {
+    let trust_domain = config.trust_domain_of(claimed).ok_or_else(|| {
+        Rejection::new(
+            InvalidClient,
+            "trust domain of the SPIFFE ID is not configured",
+        )
+        .claiming(claimed)
+    })?;
+    bundles.bundle_for(trust_domain).ok_or_else(|| {
+        Rejection::new(InvalidClient, "no bundle fetched yet for the trust domain")
+            .claiming(claimed)
+    })
+}
+
+/// Without host time no validity can be checked: fail closed.
+fn host_time(now: Option<u64>) -> Result<u64, Rejection> {
+    now.ok_or_else(|| Rejection::new(InvalidClient, "host time unavailable"))
+}
+
+/// The client id registered for a verified SPIFFE ID; a `client_id` the request sent must name
+/// that same client (CID-1, CID-2, CID-8).
+fn registered_client(
+    config: &Config,
+    spiffe_id: &SpiffeId,
+    sent: Option<&str>,
+) -> Result<String, Rejection> {
+    let client_id = config.clients.get(spiffe_id).ok_or_else(|| {
+        Rejection::new(InvalidClient, "SPIFFE ID is not a registered client").claiming(spiffe_id)
+    })?;
+    match sent {
+        Some(sent) if sent != client_id => Err(Rejection::new(
+            InvalidClient,
+            format!(
+                "client_id {} is not the client registered for the SPIFFE ID",
+                quote(sent)
+            ),
+        )
+        .claiming(spiffe_id)),
+        _ => Ok(client_id.clone()),
+    }
 }
 
 #[cfg(test)]

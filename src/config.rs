@@ -80,6 +80,18 @@ fn spellings(name: &str) -> Vec<String> {
     out
 }
 
+/// The `client_id` rule of the X509-SVID method (CID-5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum X509ClientIdRule {
+    /// draft-02 §3.2: `client_id` is the certificate's SPIFFE ID (and that ID is registered
+    /// under itself).
+    #[default]
+    SpiffeId,
+    /// The editor's copy after -02: `client_id` is the client the SPIFFE ID is registered for.
+    Registered,
+}
+
 /// Size bounds on client input (REQ-12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -116,6 +128,8 @@ pub struct Config {
     pub clock_skew: Duration,
     /// draft editor's copy after -02: `client_id` required with a JWT-SVID (CID-3).
     pub require_client_id: bool,
+    /// How an X509-SVID's `client_id` binds to its SPIFFE ID (CID-5).
+    pub x509_client_id: X509ClientIdRule,
     pub limits: Limits,
     pub refresh: RefreshPolicy,
 }
@@ -133,6 +147,8 @@ struct RawConfig {
     clock_skew_seconds: u64,
     #[serde(default)]
     require_client_id: bool,
+    #[serde(default)]
+    x509_client_id: X509ClientIdRule,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -367,6 +383,7 @@ impl RawConfig {
             identity_headers,
             clock_skew: Duration::from_secs(self.clock_skew_seconds),
             require_client_id: self.require_client_id,
+            x509_client_id: self.x509_client_id,
             limits,
             refresh,
         })

@@ -134,3 +134,76 @@ pub fn bundle(entries: &[String]) -> TrustBundle {
 /// §4.2 baseline header and claims.
 pub const BASE_HEADER: &str = r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#;
 pub const BASE_CLAIMS: &str = r#"{"sub":"spiffe://example.org/my-oauth-client","aud":"https://as.example.com","exp":1747124600,"iat":1747124243}"#;
+
+/// A test PKI made with rcgen: roots, intermediates and X509-SVID leaves, valid around
+/// [`pki::NOW`].
+pub mod pki {
+    use rcgen::{
+        date_time_ymd, BasicConstraints as RcBasicConstraints, CertificateParams,
+        ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    };
+
+    /// 2026-06-01T00:00:00Z, inside every default validity window below.
+    pub const NOW: u64 = 1_780_272_000;
+
+    /// A CA of the test PKI: its parameters and key (to sign with) and its DER.
+    pub struct Ca {
+        pub params: CertificateParams,
+        pub key: KeyPair,
+        pub der: Vec<u8>,
+    }
+
+    pub fn uri(s: &str) -> SanType {
+        SanType::URI(s.try_into().unwrap())
+    }
+
+    pub fn ca_params(td: &str) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.subject_alt_names = vec![uri(&format!("spiffe://{td}"))];
+        p.is_ca = IsCa::Ca(RcBasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.not_before = date_time_ymd(2026, 1, 1);
+        p.not_after = date_time_ymd(2027, 1, 1);
+        p
+    }
+
+    pub fn root(td: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let params = ca_params(td);
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        Ca { params, key, der }
+    }
+
+    pub fn intermediate(parent: &Ca, td: &str, tweak: impl FnOnce(&mut CertificateParams)) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = ca_params(td);
+        params.use_authority_key_identifier_extension = true;
+        tweak(&mut params);
+        let issuer = Issuer::from_params(&parent.params, &parent.key);
+        let der = params.signed_by(&key, &issuer).unwrap().der().to_vec();
+        Ca { params, key, der }
+    }
+
+    pub fn leaf_params(ids: &[&str]) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.subject_alt_names = ids.iter().map(|id| uri(id)).collect();
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        p.use_authority_key_identifier_extension = true;
+        p.not_before = date_time_ymd(2026, 3, 1);
+        p.not_after = date_time_ymd(2026, 9, 1);
+        p
+    }
+
+    pub fn leaf(parent: &Ca, ids: &[&str], tweak: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+        let key = KeyPair::generate().unwrap();
+        let mut params = leaf_params(ids);
+        tweak(&mut params);
+        let issuer = Issuer::from_params(&parent.params, &parent.key);
+        params.signed_by(&key, &issuer).unwrap().der().to_vec()
+    }
+}

@@ -70,6 +70,26 @@ impl fmt::Display for X509SvidError {
     }
 }
 
+/// Whether the leaf claims a SPIFFE identity: a URI SAN whose scheme is `spiffe` in any case.
+/// Such a certificate is an X509-SVID attempt and is validated (and refused if invalid);
+/// any other client certificate is not this filter's business.
+pub fn claims_spiffe_id(leaf_der: &[u8]) -> bool {
+    let Ok(cert) = Certificate::from_der(leaf_der) else {
+        return false;
+    };
+    let claims = cert
+        .tbs_certificate()
+        .filter_extensions::<SubjectAltName>()
+        .flatten()
+        .any(|(_, san)| {
+            san.0.iter().any(|name| {
+                matches!(name, GeneralName::UniformResourceIdentifier(uri)
+                    if uri.as_str().get(..7).is_some_and(|s| s.eq_ignore_ascii_case("spiffe:")))
+            })
+        });
+    claims
+}
+
 /// Checks the leaf profile (X509-2 … X509-6) and returns its SPIFFE ID. Untrusted until
 /// [`verify`] succeeds: use it to choose the trust domain's authorities.
 pub fn leaf_spiffe_id(leaf_der: &[u8]) -> Result<SpiffeId, X509SvidError> {

@@ -15,6 +15,7 @@ fn config_json(extra: &str) -> String {
           "example.net":{{"bundle_endpoint":{{"cluster":"b_net","authority":"bundle.example.net","path":"/b"}}}},
           "example.com":{{"bundle_endpoint":{{"cluster":"b_com","authority":"bundle.example.com","path":"/b"}}}}}},
         "clients":[{{"spiffe_id":"spiffe://example.org/my-oauth-client","client_id":"my-client"}},
+                   {{"spiffe_id":"spiffe://example.org/x509-client"}},
                    {{"spiffe_id":"spiffe://example.net/my-oauth-client"}}]{extra}}}"#
     )
 }
@@ -63,7 +64,14 @@ fn body_with(assertion: &str, extra: &str) -> String {
 }
 
 fn decide(head: &RequestHead<'_>, body: &str) -> Verdict {
-    authenticate(&config(), head, body.as_bytes(), &bundles(), Some(NOW))
+    authenticate(
+        &config(),
+        head,
+        body.as_bytes(),
+        None,
+        &bundles(),
+        Some(NOW),
+    )
 }
 
 fn rejected(v: Verdict) -> (ErrorCode, String) {
@@ -249,7 +257,7 @@ fn j17_bep_7_no_bundle_fails_closed() {
         (code, reason.as_str()),
         (
             ErrorCode::InvalidClient,
-            "trust domain of sub is not configured"
+            "trust domain of the SPIFFE ID is not configured"
         )
     );
     let claims = BASE_CLAIMS.replace("example.org", "example.com");
@@ -287,6 +295,7 @@ fn cid_3_require_client_id() {
         &c,
         &post(),
         body_with(&good_token(), "").as_bytes(),
+        None,
         &bundles(),
         Some(NOW),
     );
@@ -295,6 +304,7 @@ fn cid_3_require_client_id() {
         &c,
         &post(),
         body_with(&good_token(), "&client_id=my-client").as_bytes(),
+        None,
         &bundles(),
         Some(NOW),
     );
@@ -391,6 +401,7 @@ fn no_host_time_fails_closed_for_svids_only() {
         &c,
         &post(),
         body_with(&good_token(), "").as_bytes(),
+        None,
         &bundles(),
         None,
     );
@@ -402,8 +413,191 @@ fn no_host_time_fails_closed_for_svids_only() {
         &c,
         &post(),
         b"grant_type=client_credentials",
+        None,
         &bundles(),
         None,
     );
     assert_eq!(other, Verdict::PassThrough);
+}
+
+// ------------------------------------------------------------------ X509-SVID method
+
+mod x509 {
+    use super::*;
+    use crate::client_cert::PresentedChain;
+    use crate::test_support::pki::{self, Ca};
+
+    const X509_CLIENT: &str = "spiffe://example.org/x509-client";
+
+    /// example.org's bundle with the JWT key k1 and `root` as its x509-svid authority.
+    fn bundles_with(root: &Ca) -> Bundles {
+        let mut b = bundles();
+        let mut org = bundle(&[EcKey::p256(1).jwk("k1")]);
+        org.x509_authorities.push(root.der.clone());
+        b.0.insert("example.org".to_owned(), Arc::new(org));
+        b
+    }
+
+    fn chain(leaf: Vec<u8>) -> PresentedChain {
+        PresentedChain {
+            leaf,
+            intermediates: vec![],
+        }
+    }
+
+    fn decide_with(c: &Config, body: &str, presented: &PresentedChain, b: &Bundles) -> Verdict {
+        authenticate(
+            c,
+            &post(),
+            body.as_bytes(),
+            Some(presented),
+            b,
+            Some(pki::NOW),
+        )
+    }
+
+    #[test]
+    fn x509_svid_with_client_id_equal_to_its_spiffe_id() {
+        let org = pki::root("example.org");
+        let leaf = chain(pki::leaf(&org, &[X509_CLIENT], |_| {}));
+        let body =
+            "grant_type=client_credentials&client_id=spiffe%3A%2F%2Fexample.org%2Fx509-client";
+        assert_eq!(
+            decide_with(&config(), body, &leaf, &bundles_with(&org)),
+            authenticated(X509_CLIENT, X509_CLIENT)
+        );
+    }
+
+    /// C18 / CID-4: no client_id with a client certificate.
+    #[test]
+    fn c18_client_id_required() {
+        let org = pki::root("example.org");
+        let leaf = chain(pki::leaf(&org, &[X509_CLIENT], |_| {}));
+        let v = decide_with(
+            &config(),
+            "grant_type=client_credentials",
+            &leaf,
+            &bundles_with(&org),
+        );
+        assert_eq!(rejected(v).0, ErrorCode::InvalidRequest);
+    }
+
+    /// C17 / CID-5 (draft-02): client_id must be the certificate's SPIFFE ID.
+    #[test]
+    fn c17_client_id_must_equal_san() {
+        let org = pki::root("example.org");
+        let b = bundles_with(&org);
+        let leaf = chain(pki::leaf(&org, &[X509_CLIENT], |_| {}));
+        let other =
+            "grant_type=client_credentials&client_id=spiffe%3A%2F%2Fexample.org%2Fmy-oauth-client";
+        assert_eq!(
+            rejected(decide_with(&config(), other, &leaf, &b)).0,
+            ErrorCode::InvalidClient
+        );
+        // A SPIFFE ID registered under another client id cannot use draft-02 equality.
+        let mine = chain(pki::leaf(&org, &[CLIENT], |_| {}));
+        let body = "client_id=spiffe%3A%2F%2Fexample.org%2Fmy-oauth-client";
+        assert_eq!(
+            rejected(decide_with(&config(), body, &mine, &b)).0,
+            ErrorCode::InvalidClient
+        );
+    }
+
+    /// CID-5 (post-02 switch): client_id names the client the SPIFFE ID is registered for.
+    #[test]
+    fn cid_5_registered_rule() {
+        let c = Config::parse(config_json(r#","x509_client_id":"registered""#).as_bytes()).unwrap();
+        let org = pki::root("example.org");
+        let b = bundles_with(&org);
+        let mine = chain(pki::leaf(&org, &[CLIENT], |_| {}));
+        assert_eq!(
+            decide_with(&c, "client_id=my-client", &mine, &b),
+            authenticated(CLIENT, "my-client")
+        );
+        let by_id = "client_id=spiffe%3A%2F%2Fexample.org%2Fmy-oauth-client";
+        assert_eq!(
+            rejected(decide_with(&c, by_id, &mine, &b)).0,
+            ErrorCode::InvalidClient
+        );
+    }
+
+    /// C11 / EDGE-3, BEP-7: another trust domain's root, and a trust domain without a bundle.
+    #[test]
+    fn c11_foreign_root_and_missing_bundle() {
+        let org = pki::root("example.org");
+        let net = pki::root("example.net");
+        let forged = chain(pki::leaf(&net, &[X509_CLIENT], |_| {}));
+        let body = "client_id=spiffe%3A%2F%2Fexample.org%2Fx509-client";
+        let (code, reason) = rejected(decide_with(&config(), body, &forged, &bundles_with(&org)));
+        assert_eq!(code, ErrorCode::InvalidClient);
+        assert!(
+            reason.starts_with("X509-SVID: path validation failed"),
+            "{reason}"
+        );
+        let com = chain(pki::leaf(&org, &["spiffe://example.com/x"], |_| {}));
+        let body = "client_id=spiffe%3A%2F%2Fexample.com%2Fx";
+        let (code, reason) = rejected(decide_with(&config(), body, &com, &bundles_with(&org)));
+        assert_eq!(
+            (code, reason.as_str()),
+            (
+                ErrorCode::InvalidClient,
+                "no bundle fetched yet for the trust domain"
+            )
+        );
+    }
+
+    /// A certificate that claims no SPIFFE ID, or one beside a secret, is incidental (RFC 8705
+    /// §6.1 optional mTLS): the request passes to the AS.
+    #[test]
+    fn incidental_certificates_pass_through() {
+        let org = pki::root("example.org");
+        let b = bundles_with(&org);
+        let dns_only = chain(pki::leaf(&org, &[], |p| {
+            p.subject_alt_names = vec![rcgen::SanType::DnsName("w.example.org".try_into().unwrap())]
+        }));
+        assert_eq!(
+            decide_with(&config(), "client_id=x", &dns_only, &b),
+            Verdict::PassThrough
+        );
+        let svid = chain(pki::leaf(&org, &[X509_CLIENT], |_| {}));
+        let secret = "client_id=x&client_secret=y";
+        assert_eq!(
+            decide_with(&config(), secret, &svid, &b),
+            Verdict::PassThrough
+        );
+        // A malformed SPIFFE URI still claims SPIFFE: it is validated and refused.
+        let upper = chain(pki::leaf(&org, &["SPIFFE://example.org/x"], |_| {}));
+        assert_eq!(
+            rejected(decide_with(&config(), "client_id=x", &upper, &b)).0,
+            ErrorCode::InvalidClient
+        );
+    }
+
+    /// Q9 / REQ-10 / FC-12 c: certificate and assertion naming different SPIFFE IDs.
+    #[test]
+    fn q9_certificate_and_assertion_disagree() {
+        let org = pki::root("example.org");
+        let b = bundles_with(&org);
+        let other = chain(pki::leaf(&org, &[X509_CLIENT], |_| {}));
+        let body = body_with(&good_token(), "");
+        let v = authenticate(
+            &config(),
+            &post(),
+            body.as_bytes(),
+            Some(&other),
+            &b,
+            Some(NOW),
+        );
+        assert_eq!(rejected(v).0, ErrorCode::InvalidRequest);
+        let same = chain(pki::leaf(&org, &[CLIENT], |_| {}));
+        let v = authenticate(
+            &config(),
+            &post(),
+            body.as_bytes(),
+            Some(&same),
+            &b,
+            Some(NOW),
+        );
+        assert_eq!(v, authenticated(CLIENT, "my-client"));
+    }
 }

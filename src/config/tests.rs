@@ -67,6 +67,7 @@ fn minimal_config_and_defaults() {
     assert_eq!(c.identity_headers.client_id, "x-oauth-client-id");
     assert_eq!(c.clock_skew, Duration::from_secs(60));
     assert!(!c.require_client_id);
+    assert_eq!(c.x509_client_id, X509ClientIdRule::SpiffeId);
     assert_eq!(c.limits.max_body_bytes, 65536);
     assert_eq!(c.limits.max_assertion_bytes, 16384);
     assert_eq!(c.refresh.default_refresh, Duration::from_secs(300));
@@ -254,6 +255,7 @@ fn field_paths_name_the_offender() {
             "bundle_refresh.initial_delay_ms",
         ),
         (with(&["audience"], json!("x")), "audience"),
+        (with(&["x509_client_id"], json!("equal")), "x509_client_id"),
         (
             with(&["trust_domains", "example.org", "url"], json!("https://x")),
             "trust_domains.example.org.url",
@@ -334,4 +336,10 @@ fn token_paths_match_canonical_spellings() {
     }
     assert!(!c.is_token_path("/token"));
     assert!(!c.is_token_path("/oauth2/tokens"));
+}
+
+#[test]
+fn cid_5_x509_client_id_rule() {
+    let c = parse(&with(&["x509_client_id"], json!("registered"))).unwrap();
+    assert_eq!(c.x509_client_id, X509ClientIdRule::Registered);
 }

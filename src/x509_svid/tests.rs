@@ -5,75 +5,12 @@
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
 use super::*;
+use crate::test_support::pki::*;
 use rcgen::{
-    date_time_ymd, BasicConstraints as RcBasicConstraints, CertificateParams, CustomExtension,
-    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    NameConstraints, SanType,
+    date_time_ymd, BasicConstraints as RcBasicConstraints, CustomExtension,
+    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, KeyPair, KeyUsagePurpose, NameConstraints,
+    SanType,
 };
-
-/// 2026-06-01T00:00:00Z, inside every default validity window below.
-const NOW: u64 = 1_780_272_000;
-
-/// A CA of the test PKI: its parameters and key (to sign with) and its DER.
-struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
-    der: Vec<u8>,
-}
-
-fn uri(s: &str) -> SanType {
-    SanType::URI(s.try_into().unwrap())
-}
-
-fn ca_params(td: &str) -> CertificateParams {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.subject_alt_names = vec![uri(&format!("spiffe://{td}"))];
-    p.is_ca = IsCa::Ca(RcBasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    p.not_before = date_time_ymd(2026, 1, 1);
-    p.not_after = date_time_ymd(2027, 1, 1);
-    p
-}
-
-fn root(td: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let params = ca_params(td);
-    let der = params.self_signed(&key).unwrap().der().to_vec();
-    Ca { params, key, der }
-}
-
-fn intermediate(parent: &Ca, td: &str, tweak: impl FnOnce(&mut CertificateParams)) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = ca_params(td);
-    params.use_authority_key_identifier_extension = true;
-    tweak(&mut params);
-    let issuer = Issuer::from_params(&parent.params, &parent.key);
-    let der = params.signed_by(&key, &issuer).unwrap().der().to_vec();
-    Ca { params, key, der }
-}
-
-fn leaf_params(ids: &[&str]) -> CertificateParams {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.subject_alt_names = ids.iter().map(|id| uri(id)).collect();
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    p.use_authority_key_identifier_extension = true;
-    p.not_before = date_time_ymd(2026, 3, 1);
-    p.not_after = date_time_ymd(2026, 9, 1);
-    p
-}
-
-fn leaf(parent: &Ca, ids: &[&str], tweak: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
-    let key = KeyPair::generate().unwrap();
-    let mut params = leaf_params(ids);
-    tweak(&mut params);
-    let issuer = Issuer::from_params(&parent.params, &parent.key);
-    params.signed_by(&key, &issuer).unwrap().der().to_vec()
-}
 
 const ID: &str = "spiffe://example.org/my-oauth-client";
 
