@@ -66,10 +66,19 @@ pub enum Verdict {
     Authenticated {
         spiffe_id: SpiffeId,
         client_id: String,
+        credential: Credential,
     },
     /// No SPIFFE credential: forward unchanged; the AS authenticates the client its own way.
     PassThrough,
     Reject(Rejection),
+}
+
+/// Which SVID authenticated the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    JwtSvid,
+    /// The presented certificate chain (it may be forwarded as RFC 9440 headers).
+    X509Svid,
 }
 
 /// Where verified bundles come from (the shared-data trust store in the filter).
@@ -114,9 +123,10 @@ pub fn authenticate(
     now: Option<u64>,
 ) -> Verdict {
     match authenticate_inner(config, head, body, presented, bundles, now) {
-        Ok(Some((spiffe_id, client_id))) => Verdict::Authenticated {
+        Ok(Some((spiffe_id, client_id, credential))) => Verdict::Authenticated {
             spiffe_id,
             client_id,
+            credential,
         },
         Ok(None) => Verdict::PassThrough,
         Err(rejection) => Verdict::Reject(rejection),
@@ -132,7 +142,7 @@ fn authenticate_inner(
     presented: Option<&PresentedChain>,
     bundles: &dyn BundleSource,
     now: Option<u64>,
-) -> Result<Option<Identity>, Rejection> {
+) -> Result<Option<(SpiffeId, String, Credential)>, Rejection> {
     if body.len() > config.limits.max_body_bytes {
         return Err(Rejection::new(
             ErrorCode::BodyTooLarge,
@@ -159,13 +169,16 @@ fn authenticate_inner(
                 )
                 .claiming(&identity.0));
             }
-            Ok(Some(identity))
+            let (spiffe_id, client_id) = identity;
+            Ok(Some((spiffe_id, client_id, Credential::JwtSvid)))
         }
         // A certificate that claims a SPIFFE ID, with no other credential, is the X509-SVID
         // method; any other certificate is incidental (optional mTLS) and left to the AS.
         Method::NotSpiffe => match presented {
             Some(chain) if !secret_used && x509_svid::claims_spiffe_id(&chain.leaf) => {
-                authenticate_x509_svid(config, &params, chain, bundles, now).map(Some)
+                authenticate_x509_svid(config, &params, chain, bundles, now).map(
+                    |(spiffe_id, client_id)| Some((spiffe_id, client_id, Credential::X509Svid)),
+                )
             }
             _ => Ok(None),
         },

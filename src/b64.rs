@@ -34,6 +34,11 @@ pub fn encode_url(bytes: &[u8]) -> String {
     URL_SAFE_STRICT.encode(bytes)
 }
 
+/// Encodes padded standard base64 (RFC 9440 byte sequences).
+pub fn encode_std(bytes: &[u8]) -> String {
+    STANDARD_STRICT.encode(bytes)
+}
+
 /// Decodes padded standard base64 (`x5c` certificates).
 pub fn decode_std(s: &str) -> Option<Vec<u8>> {
     STANDARD_STRICT.decode(s).ok()

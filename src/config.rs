@@ -56,7 +56,7 @@ pub struct TrustDomainConfig {
 pub struct IdentityHeaders {
     pub spiffe_id: String,
     pub client_id: String,
-    /// Every spelling of both names with `-` and `_` exchanged. CGI-style servers (WSGI, PHP,
+    /// Every spelling of both names, and of the RFC 9440 headers, with `-` and `_` exchanged. CGI-style servers (WSGI, PHP,
     /// Rack) read `x_spiffe_id` and `x-spiffe-id` as the same variable, so a client-sent
     /// `x_spiffe_id` must be removed too (EDGE-1, FC-21).
     pub spellings: Vec<String>,
@@ -91,6 +91,20 @@ pub enum X509ClientIdRule {
     /// The editor's copy after -02: `client_id` is the client the SPIFFE ID is registered for.
     Registered,
 }
+
+/// What the AS learns of a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientCertificate {
+    /// Send the validated chain as RFC 9440 `Client-Cert` / `Client-Cert-Chain` headers after an
+    /// X509-SVID authentication, so the AS can bind tokens to it (`cnf` `x5t#S256`).
+    pub rfc9440_headers: bool,
+    /// Leave Envoy's `x-forwarded-client-cert` on the request (removed by default).
+    pub keep_xfcc: bool,
+}
+
+/// RFC 9440 header names; client-sent copies are always removed.
+pub const CLIENT_CERT_HEADERS: [&str; 2] = ["client-cert", "client-cert-chain"];
 
 /// Size bounds on client input (REQ-12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +144,7 @@ pub struct Config {
     pub require_client_id: bool,
     /// How an X509-SVID's `client_id` binds to its SPIFFE ID (CID-5).
     pub x509_client_id: X509ClientIdRule,
+    pub client_certificate: ClientCertificate,
     pub limits: Limits,
     pub refresh: RefreshPolicy,
 }
@@ -149,6 +164,8 @@ struct RawConfig {
     require_client_id: bool,
     #[serde(default)]
     x509_client_id: X509ClientIdRule,
+    #[serde(default)]
+    client_certificate: ClientCertificate,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -350,9 +367,10 @@ impl RawConfig {
             &self.identity_headers.client_id,
         )?;
         let identity_headers = IdentityHeaders {
-            spellings: [&spiffe_id_header, &client_id_header]
+            spellings: [spiffe_id_header.as_str(), client_id_header.as_str()]
                 .into_iter()
-                .flat_map(|n| spellings(n))
+                .chain(CLIENT_CERT_HEADERS)
+                .flat_map(spellings)
                 .collect(),
             spiffe_id: spiffe_id_header,
             client_id: client_id_header,
@@ -384,6 +402,7 @@ impl RawConfig {
             clock_skew: Duration::from_secs(self.clock_skew_seconds),
             require_client_id: self.require_client_id,
             x509_client_id: self.x509_client_id,
+            client_certificate: self.client_certificate,
             limits,
             refresh,
         })

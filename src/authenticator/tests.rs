@@ -85,6 +85,7 @@ fn authenticated(spiffe_id: &str, client_id: &str) -> Verdict {
     Verdict::Authenticated {
         spiffe_id: SpiffeId::parse(spiffe_id).unwrap(),
         client_id: client_id.to_owned(),
+        credential: Credential::JwtSvid,
     }
 }
 
@@ -438,6 +439,14 @@ mod x509 {
         b
     }
 
+    fn by_certificate(spiffe_id: &str, client_id: &str) -> Verdict {
+        Verdict::Authenticated {
+            spiffe_id: SpiffeId::parse(spiffe_id).unwrap(),
+            client_id: client_id.to_owned(),
+            credential: Credential::X509Svid,
+        }
+    }
+
     fn chain(leaf: Vec<u8>) -> PresentedChain {
         PresentedChain {
             leaf,
@@ -464,7 +473,7 @@ mod x509 {
             "grant_type=client_credentials&client_id=spiffe%3A%2F%2Fexample.org%2Fx509-client";
         assert_eq!(
             decide_with(&config(), body, &leaf, &bundles_with(&org)),
-            authenticated(X509_CLIENT, X509_CLIENT)
+            by_certificate(X509_CLIENT, X509_CLIENT)
         );
     }
 
@@ -512,7 +521,7 @@ mod x509 {
         let mine = chain(pki::leaf(&org, &[CLIENT], |_| {}));
         assert_eq!(
             decide_with(&c, "client_id=my-client", &mine, &b),
-            authenticated(CLIENT, "my-client")
+            by_certificate(CLIENT, "my-client")
         );
         let by_id = "client_id=spiffe%3A%2F%2Fexample.org%2Fmy-oauth-client";
         assert_eq!(

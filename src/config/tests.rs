@@ -309,7 +309,8 @@ fn display_names_field() {
 fn identity_header_spellings() {
     let c = parse(&base()).unwrap();
     let s = &c.identity_headers.spellings;
-    assert_eq!(s.len(), 4 + 8);
+    assert_eq!(s.len(), 4 + 8 + 2 + 4);
+    assert!(s.iter().any(|n| n == "client_cert_chain"));
     for name in [
         "x-spiffe-id",
         "x_spiffe_id",

@@ -45,6 +45,12 @@ pub fn set_request_header(name: &str, value: Option<&str>) {
     }
 }
 
+/// A connection or request property (e.g. `["connection", "mtls"]`); absent or unreadable
+/// reads as `None`.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
 /// Removes every header (or trailer) of `map` named in `names` that the request carries.
 pub fn remove_all(map: MapType, names: &[String]) {
     for name in names {

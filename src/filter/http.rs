@@ -2,8 +2,11 @@
 //! core for a verdict, then forwards it with the verified identity or answers with an OAuth error.
 
 use super::host::{self, HostSharedData};
-use crate::authenticator::{self, BundleSource, HeadAction, Rejection, RequestHead, Verdict};
+use crate::authenticator::{
+    self, BundleSource, Credential, HeadAction, Rejection, RequestHead, Verdict,
+};
 use crate::bundle::TrustBundle;
+use crate::client_cert::{self, PresentedChain};
 use crate::config::{Config, TrustDomainConfig};
 use crate::oauth_error::{error_response, ErrorCode};
 use crate::trust_store::{bundle_key, BundleCache};
@@ -36,6 +39,8 @@ pub struct TokenFilter {
     config: Option<Rc<Config>>,
     cache: Rc<BundleCache>,
     head: Head,
+    /// The client certificate chain of an mTLS connection (read for token requests only).
+    presented: Option<PresentedChain>,
     /// Headers are held until the body is decided.
     holding: bool,
     body_size: usize,
@@ -47,6 +52,7 @@ impl TokenFilter {
             config,
             cache,
             head: Head::default(),
+            presented: None,
             holding: false,
             body_size: 0,
         }
@@ -86,16 +92,29 @@ impl TokenFilter {
         };
         let bundles = SharedBundles { cache: &self.cache };
         let now = host::now_ms().map(|ms| ms / 1000);
-        // Client certificates are not read yet (issue 3 wires mTLS in): no chain is presented.
-        match authenticator::authenticate(&config, &self.head.view(), &body, None, &bundles, now) {
+        let presented = self.presented.as_ref();
+        match authenticator::authenticate(
+            &config,
+            &self.head.view(),
+            &body,
+            presented,
+            &bundles,
+            now,
+        ) {
             Verdict::Authenticated {
                 spiffe_id,
                 client_id,
+                credential,
             } => {
                 // The headers are still held, so they may be changed here.
                 let names = &config.identity_headers;
                 host::set_request_header(&names.spiffe_id, Some(spiffe_id.as_str()));
                 host::set_request_header(&names.client_id, Some(&client_id));
+                if credential == Credential::X509Svid && config.client_certificate.rfc9440_headers {
+                    if let Some(chain) = &self.presented {
+                        forward_rfc9440(chain);
+                    }
+                }
                 self.holding = false;
                 log::info!("{spiffe_id} authenticated as client {client_id:?}");
                 Action::Continue
@@ -121,6 +140,12 @@ impl HttpContext for TokenFilter {
             MapType::HttpRequestHeaders,
             &config.identity_headers.spellings,
         );
+        // Envoy's XFCC (client copies are replaced by the connection manager) is read, then
+        // removed unless the operator keeps it.
+        let xfcc = host::request_header("x-forwarded-client-cert");
+        if xfcc.is_some() && !config.client_certificate.keep_xfcc {
+            host::remove_all(MapType::HttpRequestHeaders, &[XFCC.to_owned()]);
+        }
         self.head = Head {
             method: host::request_header(":method").unwrap_or_default(),
             path: host::request_header(":path").unwrap_or_default(),
@@ -130,8 +155,11 @@ impl HttpContext for TokenFilter {
         match authenticator::inspect_head(&config, &self.head.view()) {
             HeadAction::PassThrough => Action::Continue,
             HeadAction::Reject(rejection) => self.reject(&config, &rejection),
-            HeadAction::ReadBody if end_of_stream => self.decide(),
             HeadAction::ReadBody => {
+                self.presented = read_presented_chain(xfcc.as_deref());
+                if end_of_stream {
+                    return self.decide();
+                }
                 // Requires the plugin option allow_on_headers_stop_iteration: body callbacks
                 // then keep coming while the headers wait for our verdict.
                 self.holding = true;
@@ -175,6 +203,37 @@ impl HttpContext for TokenFilter {
         } else {
             Action::Continue
         }
+    }
+}
+
+const XFCC: &str = "x-forwarded-client-cert";
+
+/// The client certificate chain, when the connection is mTLS (REQ-11: never from headers alone).
+fn read_presented_chain(xfcc: Option<&str>) -> Option<PresentedChain> {
+    let mtls = host::property(&["connection", "mtls"]).is_some_and(|v| v == [1]);
+    if !mtls {
+        return None;
+    }
+    let text =
+        |path: &[&str]| host::property(path).map(|v| String::from_utf8_lossy(&v).into_owned());
+    let leaf = text(&["connection", "peer_certificate"]);
+    let digest = text(&["connection", "sha256_peer_certificate_digest"]);
+    match client_cert::presented_chain(true, leaf.as_deref(), digest.as_deref(), xfcc) {
+        Ok(chain) => chain,
+        Err(e) => {
+            log::warn!("client certificate not usable: {e}");
+            None
+        }
+    }
+}
+
+/// RFC 9440: the validated leaf and intermediates as structured-field byte sequences.
+fn forward_rfc9440(chain: &PresentedChain) {
+    let sf = |der: &[u8]| format!(":{}:", crate::b64::encode_std(der));
+    host::set_request_header("client-cert", Some(&sf(&chain.leaf)));
+    if !chain.intermediates.is_empty() {
+        let list: Vec<String> = chain.intermediates.iter().map(|c| sf(c)).collect();
+        host::set_request_header("client-cert-chain", Some(&list.join(", ")));
     }
 }
 
