@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -50,9 +51,12 @@ def assertion_params(assertion: str, **extra) -> list[tuple[str, str]]:
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None,
-            headers: list[tuple[str, str]] | dict | None = None, timeout: float = 10.0) -> Response:
-    """One request on a fresh connection. ``headers`` may repeat names (list of pairs)."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+            headers: list[tuple[str, str]] | dict | None = None, timeout: float = 10.0,
+            tls: "Tls | None" = None) -> Response:
+    """One request on a fresh connection. ``headers`` may repeat names (list of pairs); with
+    ``tls`` the connection is HTTPS (see ``mtls``)."""
+    conn = (http.client.HTTPConnection(HOST, port, timeout=timeout) if tls is None
+            else _TlsConnection(tls, port, timeout))
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
         items = headers.items() if isinstance(headers, dict) else (headers or [])
@@ -67,12 +71,42 @@ def request(port: int, method: str, path: str, body: bytes | None = None,
         conn.close()
 
 
-def post_form(port: int, path: str, params, headers=None, content_type: str = FORM) -> Response:
+def post_form(port: int, path: str, params, headers=None, content_type: str = FORM,
+              tls: "Tls | None" = None) -> Response:
     """POST ``params`` form-encoded (``params`` may also be ready-made bytes)."""
     body = params if isinstance(params, bytes) else form(params)
     hdrs = [("Content-Type", content_type)] if content_type else []
     items = headers.items() if isinstance(headers, dict) else (headers or [])
-    return request(port, "POST", path, body, hdrs + list(items))
+    return request(port, "POST", path, body, hdrs + list(items), tls=tls)
+
+
+@dataclass(frozen=True)
+class Tls:
+    """Client TLS settings: the context and the server name to verify (and send as SNI)."""
+
+    context: ssl.SSLContext
+    server_name: str
+
+
+def mtls(ca_file, server_name: str, cert_file=None, key_file=None) -> Tls:
+    """Trust ``ca_file`` for ``server_name`` and, when given, present ``cert_file`` (leaf
+    first, then intermediates) with ``key_file``."""
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    if cert_file is not None:
+        ctx.load_cert_chain(str(cert_file), str(key_file))
+    return Tls(ctx, server_name)
+
+
+class _TlsConnection(http.client.HTTPConnection):
+    """HTTPS to 127.0.0.1 while verifying the certificate of ``tls.server_name``."""
+
+    def __init__(self, tls: Tls, port: int, timeout: float):
+        super().__init__(HOST, port, timeout=timeout)
+        self._tls = tls
+
+    def connect(self):
+        super().connect()
+        self.sock = self._tls.context.wrap_socket(self.sock, server_hostname=self._tls.server_name)
 
 
 def post_in_pieces(port: int, path: str, pieces: list[bytes], headers=None,

@@ -54,7 +54,8 @@ def _die_with_parent():
 
 
 def render_config(plugin_config: dict, *, wasm_path: Path | None, ca_file: Path, as_port: int,
-                  bundle_ports: dict[str, int], listener_port: int, admin_port: int) -> str:
+                  bundle_ports: dict[str, int], listener_port: int, admin_port: int,
+                  mtls_port: int) -> str:
     """The Envoy YAML for this plugin config (see the placeholders in envoy.yaml.tmpl)."""
     cluster_tmpl = Template((TEMPLATE_DIR / "bundle-cluster.yaml.tmpl").read_text())
     clusters = []
@@ -68,7 +69,10 @@ def render_config(plugin_config: dict, *, wasm_path: Path | None, ca_file: Path,
     if wasm_path is None:
         text = _WASM_BLOCK.sub("", text)
     return Template(text).substitute(
-        ADMIN_PORT=admin_port, LISTENER_PORT=listener_port, AS_PORT=as_port,
+        ADMIN_PORT=admin_port, LISTENER_PORT=listener_port, AS_PORT=as_port, MTLS_PORT=mtls_port,
+        # write_tls_pki() puts the server certificate beside the CA.
+        SERVER_CERT=Path(ca_file).resolve().parent / "server.crt",
+        SERVER_KEY=Path(ca_file).resolve().parent / "server.key",
         WASM_PATH=Path(wasm_path).resolve() if wasm_path else "",
         # A JSON string literal is a valid YAML double-quoted scalar.
         PLUGIN_CONFIG=json.dumps(json.dumps(plugin_config)),
@@ -91,11 +95,13 @@ class Envoy:
         self.component_log_level = component_log_level
         self.listener_port = free_port()
         self.admin_port = free_port()
+        self.mtls_port = free_port()
         self.config_path = self.workdir / f"{name}.yaml"
         self.log_path = self.workdir / f"{name}.log"
         self.config_path.write_text(render_config(
             plugin_config, wasm_path=wasm_path, ca_file=ca_file, as_port=as_port,
             bundle_ports=bundle_ports, listener_port=self.listener_port, admin_port=self.admin_port,
+            mtls_port=self.mtls_port,
         ))
         self.proc: subprocess.Popen | None = None
 

@@ -23,11 +23,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from harness import client, pki  # noqa: E402
+from harness import client, pki, svid  # noqa: E402
 from harness.envoy import DEFAULT_WASM, Envoy  # noqa: E402
 from harness.servers import BundleServer, TokenEndpoint, free_port  # noqa: E402
 
 ISSUER = "https://as.example.com"
+AS_HOST = "as.example.com"  # the name on the TLS listener's certificate
 TOKEN_PATH = "/token"
 ASSERTION_TYPE = client.JWT_SPIFFE
 
@@ -69,7 +70,7 @@ class Stack:
     """Everything one test module talks to."""
 
     workdir: Path
-    tls: pki.TlsFiles
+    tls_files: pki.TlsFiles
     bundles: dict[str, BundleServer]
     auth: TokenEndpoint
     envoy: Envoy
@@ -79,6 +80,15 @@ class Stack:
     @property
     def port(self) -> int:
         return self.envoy.listener_port
+
+    def tls(self, svid_files: tuple[Path, Path] | None = None) -> client.Tls:
+        """TLS to the mTLS listener, presenting ``svid_files`` (certificate, key) if given."""
+        cert, key = svid_files or (None, None)
+        return client.mtls(self.tls_files.ca_cert, AS_HOST, cert, key)
+
+    def post_mtls(self, params, svid_files=None, headers=None) -> client.Response:
+        return client.post_form(self.envoy.mtls_port, TOKEN_PATH, params, headers,
+                                tls=self.tls(svid_files))
 
     def post(self, params, headers=None, content_type: str = client.FORM,
              path: str = TOKEN_PATH) -> client.Response:
@@ -104,12 +114,17 @@ class Stack:
 
 
 def start_stack(workdir: Path, bundle_keys: dict[str, list[pki.SigningKey]], clients: list[dict],
-                down: tuple[str, ...] = (), **config_overrides) -> Stack:
-    """Start bundle servers (except those in ``down``), the AS and Envoy with the filter."""
+                down: tuple[str, ...] = (), x509_authorities: dict[str, list] | None = None,
+                **config_overrides) -> Stack:
+    """Start bundle servers (except those in ``down``), the AS and Envoy with the filter.
+    ``x509_authorities`` adds ``x509-svid`` entries (harness.svid CAs) to the bundles."""
     trust_domains = list(bundle_keys)
-    tls = pki.write_tls_pki(workdir / "pki", [f"bundle.{td}" for td in trust_domains])
-    bundles = {td: BundleServer(tls, pki.bundle_bytes(keys, sequence=1, refresh_hint=300),
-                                port=free_port())
+    tls = pki.write_tls_pki(workdir / "pki", [AS_HOST] + [f"bundle.{td}" for td in trust_domains])
+    x509_authorities = x509_authorities or {}
+    bundles = {td: BundleServer(tls, pki.bundle_bytes(
+                   keys, sequence=1, refresh_hint=300,
+                   extra_entries=[svid.bundle_entry(ca) for ca in x509_authorities.get(td, [])]),
+                   port=free_port())
                for td, keys in bundle_keys.items()}
     for td, server in bundles.items():
         if td not in down:

@@ -1,0 +1,172 @@
+"""X509-SVID client authentication over mutual TLS through Envoy (own Envoy): the listener
+accepts any client certificate and the filter validates it against the x509-svid authorities of
+the trust domain its URI SAN names. X509-*, CID-4, CID-5, REQ-10, REQ-11, EDGE-1, EDGE-3 and
+requirements §4.4 C1 … C18."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from urllib.parse import quote
+
+import pytest
+from conftest import (ISSUER, assert_invalid_client, assert_invalid_request,
+                      assert_nothing_forwarded, start_stack)
+
+from harness import client, pki, svid
+
+ORG, NET = "example.org", "example.net"
+DEMO = "spiffe://example.org/demo-client"
+ORG_CA, NET_CA = svid.authority(ORG), svid.authority(NET)
+ORG_MID = svid.intermediate(ORG_CA, ORG)
+JWT_KEY = pki.ec_key("org-ec256")
+DAY = dt.timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = start_stack(tmp_path_factory.mktemp("envoy-x509"), {ORG: [JWT_KEY], NET: []},
+                    [{"spiffe_id": DEMO}, {"spiffe_id": "spiffe://example.net/net-client"}],
+                    x509_authorities={ORG: [ORG_CA], NET: [NET_CA]})
+    try:
+        assert s.wait_until_accepted(pki.mint_svid(JWT_KEY, DEMO, ISSUER)), s.envoy.log_tail(60)
+        yield s
+    finally:
+        s.stop()
+
+
+def files(stack, leaf: svid.Issued, chain=()):
+    return svid.client_files(stack.workdir / "clients", leaf, chain)
+
+
+def token_request(client_id: str | None = DEMO, **extra):
+    params = [("grant_type", "client_credentials")]
+    if client_id is not None:
+        params.append(("client_id", client_id))
+    return params + list(extra.items())
+
+
+def assert_authenticated(resp, stack, spiffe_id=DEMO, client_id=DEMO):
+    assert resp.status == 200, (resp.status, resp.body)
+    [seen] = stack.auth.requests
+    assert seen.header_values("x-spiffe-id") == [spiffe_id]
+    assert seen.header_values("x-oauth-client-id") == [client_id]
+    assert seen.header_values("x-forwarded-client-cert") == []  # removed before the AS
+    return seen
+
+
+# ------------------------------------------------------------------- accepted
+
+
+def test_leaf_from_the_root(stack):
+    """X509-1: a leaf issued straight by the trust domain's authority."""
+    resp = stack.post_mtls(token_request(), files(stack, svid.leaf(ORG_CA, [DEMO])))
+    assert_authenticated(resp, stack)
+
+
+def test_leaf_via_intermediate(stack):
+    """X509-1, X509-13: the client sends leaf + intermediate; Envoy's XFCC carries the chain."""
+    resp = stack.post_mtls(token_request(), files(stack, svid.leaf(ORG_MID, [DEMO]), [ORG_MID]))
+    assert_authenticated(resp, stack)
+
+
+def test_jwt_svid_still_works_on_the_tls_listener_without_certificate(stack):
+    """RFC 8705 §6.1: client certificates are optional; the JWT-SVID path works over TLS."""
+    resp = client.post_form(stack.envoy.mtls_port, "/token",
+                            client.assertion_params(pki.mint_svid(JWT_KEY, DEMO, ISSUER)),
+                            tls=stack.tls())
+    assert_authenticated(resp, stack)
+
+
+def test_jwt_svid_with_a_certificate_of_the_same_id(stack):
+    """REQ-10: assertion and certificate naming the same SPIFFE ID → the assertion decides."""
+    resp = stack.post_mtls(client.assertion_params(pki.mint_svid(JWT_KEY, DEMO, ISSUER)),
+                           files(stack, svid.leaf(ORG_CA, [DEMO])))
+    assert_authenticated(resp, stack)
+
+
+# ------------------------------------------------------------------- rejected
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda: (svid.leaf(NET_CA, [DEMO]), []), id="C11-other-trust-domains-root"),
+    pytest.param(lambda: (lambda sub: (svid.leaf(sub, [DEMO]), [sub]))(svid.intermediate(NET_CA, ORG)),
+                 id="C11-other-domains-sub-CA-claiming-example.org"),
+    pytest.param(lambda: (svid.leaf(ORG_CA, [DEMO, "spiffe://example.org/other"]), []), id="C1-two-URI-SANs"),
+    pytest.param(lambda: (svid.leaf(ORG_CA, [DEMO], ca=True), []), id="C6-leaf-CA-true"),
+    pytest.param(lambda: (svid.leaf(ORG_CA, [DEMO], usage={"digital_signature": True, "key_cert_sign": True}), []),
+                 id="C7-keyCertSign"),
+    pytest.param(lambda: (svid.leaf(ORG_CA, [DEMO], not_after=svid.NOW - dt.timedelta(seconds=1),
+                                    not_before=svid.NOW - DAY), []), id="C10-expired"),
+    pytest.param(lambda: (svid.leaf(ORG_CA, [DEMO], not_before=svid.NOW + DAY,
+                                    not_after=svid.NOW + 2 * DAY), []), id="C10-not-yet-valid"),
+    pytest.param(lambda: (lambda m: (svid.leaf(m, [DEMO]), [m]))(
+        svid.intermediate(ORG_CA, ORG, not_after=svid.NOW - dt.timedelta(minutes=1))), id="expired-intermediate"),
+    pytest.param(lambda: (lambda m: (svid.leaf(m, [DEMO]), [m]))(svid.intermediate(ORG_CA, ORG, ca=False)),
+                 id="C13-intermediate-CA-false"),
+    pytest.param(lambda: (svid.leaf(ORG_MID, [DEMO]), []), id="X509-13-intermediate-not-sent"),
+])
+def test_invalid_certificates_rejected(stack, make):
+    """Every certificate fault → 401 invalid_client; nothing reaches the AS."""
+    leaf, chain = make()
+    assert_invalid_client(stack.post_mtls(token_request(), files(stack, leaf, chain)))
+    assert_nothing_forwarded(stack)
+
+
+def test_leaf_without_digital_signature_fails_the_handshake(stack):
+    """C9, X509-4: Envoy's TLS stack already refuses a client certificate whose key usage lacks
+    digitalSignature (it cannot sign the handshake), before the filter; nothing reaches the AS.
+    (The filter's own check is unit tested.)"""
+    leaf = svid.leaf(ORG_CA, [DEMO], usage={"key_encipherment": True})
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        stack.post_mtls(token_request(), files(stack, leaf))
+    assert_nothing_forwarded(stack)
+
+
+def test_missing_client_id(stack):
+    """C18, CID-4 (RFC 8705 §2): a valid X509-SVID without client_id → 400 invalid_request."""
+    resp = stack.post_mtls(token_request(client_id=None), files(stack, svid.leaf(ORG_CA, [DEMO])))
+    assert_invalid_request(resp)
+    assert_nothing_forwarded(stack)
+
+
+def test_client_id_not_the_certificates_spiffe_id(stack):
+    """C17, CID-5 (draft-02): client_id must equal the URI SAN."""
+    resp = stack.post_mtls(token_request(client_id="spiffe://example.org/other"),
+                           files(stack, svid.leaf(ORG_CA, [DEMO])))
+    assert_invalid_client(resp)
+    assert_nothing_forwarded(stack)
+
+
+def test_certificate_and_assertion_naming_different_ids(stack):
+    """Q9, REQ-10, FC-12 c: a certificate for …/other plus an assertion for DEMO → 400."""
+    resp = stack.post_mtls(client.assertion_params(pki.mint_svid(JWT_KEY, DEMO, ISSUER)),
+                           files(stack, svid.leaf(ORG_CA, ["spiffe://example.org/other"])))
+    assert_invalid_request(resp)
+    assert_nothing_forwarded(stack)
+
+
+def test_spoofed_xfcc_without_client_certificate(stack):
+    """REQ-11, EDGE-1: an XFCC header sent over a connection without a client certificate is
+    no credential: the request passes through unauthenticated and the header never reaches
+    the AS."""
+    leaf = svid.leaf(ORG_CA, [DEMO])
+    spoofed = f'Hash=00;Cert="{quote(leaf.pem.decode())}";URI={DEMO}'
+    for tls in (None, stack.tls()):
+        stack.auth.clear()
+        port = stack.port if tls is None else stack.envoy.mtls_port
+        resp = client.post_form(port, "/token", token_request(), [("x-forwarded-client-cert", spoofed)], tls=tls)
+        assert resp.status == 401 and resp.json() == {"error": "invalid_client"}  # the AS's own answer
+        [seen] = stack.auth.requests
+        assert seen.header_values("x-forwarded-client-cert") == []
+        assert seen.header_values("x-spiffe-id") == []
+
+
+def test_non_spiffe_certificate_is_incidental(stack):
+    """RFC 8705 §6.1: a client certificate without a SPIFFE URI SAN is not an X509-SVID; the
+    request is left to the AS (which sees no identity headers)."""
+    resp = stack.post_mtls(token_request(client_id="x"),
+                           files(stack, svid.leaf(ORG_CA, [], dns=["w.example.org"])))
+    assert resp.status == 401 and resp.json() == {"error": "invalid_client"}  # the AS's own answer
+    [seen] = stack.auth.requests
+    assert seen.header_values("x-spiffe-id") == []
