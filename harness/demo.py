@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-from . import client, pki
+from . import client, pki, svid
 from .envoy import DEFAULT_WASM, REPO, Envoy
 from .servers import BundleServer, TokenEndpoint
 
 TRUST_DOMAIN = "example.org"
 CLIENT_SPIFFE_ID = "spiffe://example.org/demo-client"
+AS_HOST = "as.example.com"  # name on the TLS listener's certificate
 PLUGIN_CONFIG = REPO / "envoy" / "plugin-config.demo.json"
 
 
@@ -54,9 +55,14 @@ class Demo:
         bundle_path = self.config["trust_domains"][TRUST_DOMAIN]["bundle_endpoint"]["path"]
         authority = self.config["trust_domains"][TRUST_DOMAIN]["bundle_endpoint"]["authority"]
         self.bundle_url = f"https://{authority}{bundle_path}"
-        self.tls = pki.write_tls_pki(workdir / "pki", [authority])
+        self.tls = pki.write_tls_pki(workdir / "pki", [AS_HOST, authority])
         self.key = pki.ec_key("demo-key-1")
-        self.bundle = BundleServer(self.tls, pki.bundle_bytes([self.key]), path=bundle_path)
+        # The trust domain's X.509 authority, and an intermediate that issues the demo's SVID.
+        self.x509_ca = svid.authority(TRUST_DOMAIN)
+        self.x509_mid = svid.intermediate(self.x509_ca, TRUST_DOMAIN)
+        self.workdir = workdir
+        bundle = pki.bundle_bytes([self.key], extra_entries=[svid.bundle_entry(self.x509_ca)])
+        self.bundle = BundleServer(self.tls, bundle, path=bundle_path)
         self.auth_server = TokenEndpoint(token_path=self.token_path)
         self.bundle.start()
         self.auth_server.start()
@@ -140,11 +146,48 @@ class Demo:
             error = resp.json().get("error") if resp.header("content-type") == "application/json" else None
             self.check(resp.status == 401 and error == "invalid_client", "rejected: 401 invalid_client")
             self.check(not self.auth_server.requests, "nothing reached the authorization server")
+        self.run_x509()
         return not self.failures
+
+    def run_x509(self):
+        """X509-SVID over mTLS: the demo client's certificate, then one of a foreign trust domain."""
+        params = [("grant_type", "client_credentials"), ("client_id", "demo-client")]
+        foreign_ca = svid.authority("example.net")
+        cases = [
+            (f"4. mTLS with the X509-SVID of {CLIENT_SPIFFE_ID} (leaf under an intermediate)",
+             svid.leaf(self.x509_mid, [CLIENT_SPIFFE_ID]), [self.x509_mid], True),
+            (f"5. mTLS with an X509-SVID claiming {CLIENT_SPIFFE_ID}, issued by example.net's CA",
+             svid.leaf(foreign_ca, [CLIENT_SPIFFE_ID]), [], False),
+        ]
+        for title, leaf, chain, accepted in cases:
+            print(f"\n{title}")
+            self.auth_server.clear()
+            files = svid.client_files(self.workdir / "clients", leaf, chain)
+            tls = client.mtls(self.tls.ca_cert, AS_HOST, *files)
+            print(f"  (TLS to {AS_HOST}; client certificate: the leaf and {len(chain)} intermediate(s))")
+            _show_request(self.token_path, params)
+            resp = client.post_form(self.envoy.mtls_port, self.token_path, params, tls=tls)
+            _show_response(resp)
+            seen = self.auth_server.requests
+            if accepted:
+                if seen:
+                    print("  the authorization server received:")
+                    for name in ("x-spiffe-id", "x-oauth-client-id"):
+                        print(f"     {name}: {seen[-1].header_values(name)}")
+                self.check(resp.status == 200, "token issued (HTTP 200)")
+                self.check(len(seen) == 1 and seen[0].header_values("x-spiffe-id") == [CLIENT_SPIFFE_ID],
+                           f"authorization server saw x-spiffe-id: {CLIENT_SPIFFE_ID}")
+            else:
+                error = resp.json().get("error") if resp.header("content-type") == "application/json" else None
+                self.check(resp.status == 401 and error == "invalid_client", "rejected: 401 invalid_client")
+                self.check(not seen, "nothing reached the authorization server")
 
     def keep_running(self, workdir: Path):
         token_file = workdir / "demo-client.jwt"
         port = self.envoy.listener_port
+        mtls_port = self.envoy.mtls_port
+        cert, key = svid.client_files(workdir, svid.leaf(self.x509_mid, [CLIENT_SPIFFE_ID]),
+                                      [self.x509_mid], name="demo-client")
         print(f"""
 Everything keeps running; Ctrl-C stops it. {token_file} holds a fresh JWT-SVID
 for {CLIENT_SPIFFE_ID} (rewritten every 60 s).
@@ -157,6 +200,11 @@ for {CLIENT_SPIFFE_ID} (rewritten every 60 s).
   # without an assertion the filter passes the request through; the example AS then
   # refuses it with its own 401 (it only issues tokens to clients the filter vouched for):
   curl -si http://127.0.0.1:{port}{self.token_path} -d grant_type=client_credentials -d client_id=x
+
+  # X509-SVID over mTLS ({cert} holds the leaf and its intermediate):
+  curl -si --cacert {self.tls.ca_cert} --resolve {AS_HOST}:{mtls_port}:127.0.0.1 \
+    --cert {cert} --key {key} https://{AS_HOST}:{mtls_port}{self.token_path} \
+    -d grant_type=client_credentials -d client_id=demo-client
 
   curl -s http://127.0.0.1:{self.envoy.admin_port}/stats | grep -E 'wasm|bundle_example_org.upstream_rq'
   tail -f {self.envoy.log_path}

@@ -101,11 +101,13 @@ def bundle_entry(ca: Issued) -> dict:
             "x5c": [base64.b64encode(ca.der).decode()]}
 
 
-def client_files(directory: str | Path, svid: Issued, chain=()) -> tuple[Path, Path]:
-    """Write the client's certificate file (leaf, then ``chain``) and key; return their paths."""
+def client_files(directory: str | Path, svid: Issued, chain=(), name: str | None = None
+                 ) -> tuple[Path, Path]:
+    """Write the client's certificate file (leaf, then ``chain``) and key as ``<name>.crt`` /
+    ``<name>.key`` (default: named after the serial number); return their paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    stem = f"client-{svid.cert.serial_number}"
+    stem = name or f"client-{svid.cert.serial_number:x}"
     cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
     cert_path.write_bytes(svid.pem + b"".join(c.pem for c in chain))
     key_path.write_bytes(_pem_key(svid.key))
