@@ -151,7 +151,12 @@ fn authenticate_inner(
     }
     let params = AuthParameters::from_form(body)
         .map_err(|e| Rejection::new(InvalidRequest, format!("form body: {e}")))?;
-    let secret_used = head.authorization.is_some() || params.client_secret.is_some();
+    // Any other credential in the request makes a client certificate incidental (one method
+    // per request, RFC 6749 §2.3): secrets, and assertions of any type.
+    let other_credential = head.authorization.is_some()
+        || params.client_secret.is_some()
+        || params.client_assertion.is_some()
+        || params.client_assertion_type.is_some();
     match params.method() {
         Method::NearMissAssertionType => Err(Rejection::new(
             InvalidRequest,
@@ -159,15 +164,17 @@ fn authenticate_inner(
         )),
         Method::JwtSvid => {
             let identity = authenticate_jwt_svid(config, head, &params, bundles, now)?;
-            // The assertion selects the method; a certificate naming someone else is a
-            // conflict, never merged (REQ-10, FC-12 c).
-            let cert_id = presented.and_then(|c| x509_svid::leaf_spiffe_id(&c.leaf).ok());
-            if cert_id.is_some_and(|id| id != identity.0) {
-                return Err(Rejection::new(
-                    InvalidRequest,
-                    "client certificate and assertion name different SPIFFE IDs",
-                )
-                .claiming(&identity.0));
+            // The assertion selects the method; a certificate that claims a SPIFFE identity
+            // must be an X509-SVID of the same ID, or it is a conflict, never merged (REQ-10,
+            // FC-12 c).
+            if let Some(chain) = presented.filter(|c| x509_svid::claims_spiffe_id(&c.leaf)) {
+                if x509_svid::leaf_spiffe_id(&chain.leaf).ok().as_ref() != Some(&identity.0) {
+                    return Err(Rejection::new(
+                        InvalidRequest,
+                        "client certificate claims another SPIFFE identity than the assertion",
+                    )
+                    .claiming(&identity.0));
+                }
             }
             let (spiffe_id, client_id) = identity;
             Ok(Some((spiffe_id, client_id, Credential::JwtSvid)))
@@ -175,7 +182,7 @@ fn authenticate_inner(
         // A certificate that claims a SPIFFE ID, with no other credential, is the X509-SVID
         // method; any other certificate is incidental (optional mTLS) and left to the AS.
         Method::NotSpiffe => match presented {
-            Some(chain) if !secret_used && x509_svid::claims_spiffe_id(&chain.leaf) => {
+            Some(chain) if !other_credential && x509_svid::claims_spiffe_id(&chain.leaf) => {
                 authenticate_x509_svid(config, &params, chain, bundles, now).map(
                     |(spiffe_id, client_id)| Some((spiffe_id, client_id, Credential::X509Svid)),
                 )

@@ -7,8 +7,9 @@
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-/// Most certificates read from one XFCC chain (leaf plus intermediates).
-const MAX_CHAIN: usize = 10;
+/// Most certificates read from one XFCC chain: the leaf, the most intermediates validation
+/// accepts, and one more, so an overlong chain is refused by validation, not silently cut.
+const MAX_CHAIN: usize = crate::x509_svid::MAX_INTERMEDIATES + 2;
 
 /// What the connection presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +100,7 @@ fn xfcc_chain(value: &str, digest: &str) -> Option<Vec<Vec<u8>>> {
         }
         let pem = String::from_utf8(percent_decode(chain?)?).ok()?;
         let certs = pem_certificates(&pem);
-        (!certs.is_empty() && certs.len() <= MAX_CHAIN).then_some(certs)
+        (!certs.is_empty()).then_some(certs)
     })
 }
 
@@ -156,7 +157,7 @@ fn pem_certificates(text: &str) -> Vec<Vec<u8>> {
             }
         }
         rest = after;
-        if out.len() > MAX_CHAIN {
+        if out.len() >= MAX_CHAIN {
             break;
         }
     }

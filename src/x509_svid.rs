@@ -151,7 +151,7 @@ pub fn verify(
         return Err(X509SvidError::TooManyIntermediates);
     }
     for (i, der) in intermediates.iter().enumerate() {
-        if !is_signing_certificate(der) {
+        if !is_signing_certificate(der, id.trust_domain_name()) {
             return Err(X509SvidError::IntermediateNotSigning(i));
         }
     }
@@ -188,8 +188,10 @@ pub fn verify(
     Ok(id)
 }
 
-/// A signing certificate per the X509-SVID profile: CA=true and a key usage with keyCertSign.
-fn is_signing_certificate(der: &[u8]) -> bool {
+/// A signing certificate per the X509-SVID profile (X509-8): CA=true, a key usage with
+/// keyCertSign, and any SPIFFE ID it carries is `trust_domain`'s own, without a path (strict:
+/// a CA naming a workload, or another trust domain, does not sign this trust domain's SVIDs).
+fn is_signing_certificate(der: &[u8], trust_domain: &str) -> bool {
     let Ok(cert) = Certificate::from_der(der) else {
         return false;
     };
@@ -197,7 +199,22 @@ fn is_signing_certificate(der: &[u8]) -> bool {
     let ca = matches!(tbs.get_extension::<BasicConstraints>(), Ok(Some((_, bc))) if bc.ca);
     let cert_sign =
         matches!(tbs.get_extension::<KeyUsage>(), Ok(Some((_, ku))) if ku.key_cert_sign());
-    ca && cert_sign
+    let own_id = format!("spiffe://{trust_domain}");
+    let ids_ok = tbs
+        .filter_extensions::<SubjectAltName>()
+        .all(|san| match san {
+            Ok((_, san)) => san.0.iter().all(|name| match name {
+                GeneralName::UniformResourceIdentifier(uri) => {
+                    let uri = uri.as_str();
+                    !uri.get(..7)
+                        .is_some_and(|s| s.eq_ignore_ascii_case("spiffe:"))
+                        || uri == own_id
+                }
+                _ => true,
+            }),
+            Err(_) => false,
+        });
+    ca && cert_sign && ids_ok
 }
 
 #[cfg(test)]

@@ -582,6 +582,51 @@ mod x509 {
         );
     }
 
+    /// REQ-9: a SPIFFE certificate beside an assertion of another type (or none) is incidental:
+    /// no identity headers, the AS decides.
+    #[test]
+    fn req_9_certificate_beside_another_assertion_passes_through() {
+        let org = pki::root("example.org");
+        let b = bundles_with(&org);
+        let svid = chain(pki::leaf(&org, &[X509_CLIENT], |_| {}));
+        let id = "client_id=spiffe%3A%2F%2Fexample.org%2Fx509-client";
+        let bearer = format!("{id}&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=a.b.c");
+        assert_eq!(
+            decide_with(&config(), &bearer, &svid, &b),
+            Verdict::PassThrough
+        );
+        let untyped = format!("{id}&client_assertion=a.b.c");
+        assert_eq!(
+            decide_with(&config(), &untyped, &svid, &b),
+            Verdict::PassThrough
+        );
+    }
+
+    /// REQ-10: a certificate that claims SPIFFE but is no X509-SVID of the assertion's ID
+    /// (a second URI SAN, or a CA certificate) is a conflict too.
+    #[test]
+    fn req_10_invalid_spiffe_certificate_beside_an_assertion() {
+        let org = pki::root("example.org");
+        let b = bundles_with(&org);
+        let body = body_with(&good_token(), "");
+        for leaf in [
+            pki::leaf(&org, &["spiffe://example.org/other", CLIENT], |_| {}),
+            pki::leaf(&org, &[CLIENT], |p| {
+                p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained)
+            }),
+        ] {
+            let v = authenticate(
+                &config(),
+                &post(),
+                body.as_bytes(),
+                Some(&chain(leaf)),
+                &b,
+                Some(NOW),
+            );
+            assert_eq!(rejected(v).0, ErrorCode::InvalidRequest);
+        }
+    }
+
     /// Q9 / REQ-10 / FC-12 c: certificate and assertion naming different SPIFFE IDs.
     #[test]
     fn q9_certificate_and_assertion_disagree() {

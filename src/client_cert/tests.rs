@@ -157,3 +157,17 @@ fn quoted_separators_do_not_split() {
     assert_eq!(percent_decode("a%20b%0A"), Some(b"a b\n".to_vec()));
     assert_eq!(percent_decode("%2"), None);
 }
+
+/// An overlong XFCC chain is not silently dropped: it is read up to one certificate more than
+/// validation accepts, so validation refuses it (consistently with a short bad chain).
+#[test]
+fn overlong_chain_is_kept_for_validation_to_refuse() {
+    let p = pki();
+    let d = digest(&p.leaf_pem);
+    let chain = format!("{}{}", p.leaf_pem, p.mid_pem.repeat(20));
+    let got = presented_chain(true, Some(&p.leaf_pem), Some(&d), Some(&xfcc(&d, &chain)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.intermediates.len(), MAX_CHAIN - 1);
+    assert!(got.intermediates.len() > crate::x509_svid::MAX_INTERMEDIATES);
+}

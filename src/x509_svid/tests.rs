@@ -429,3 +429,24 @@ fn rsa_chain_and_bundle_entry() {
     let wrong_e = crate::bundle::TrustBundle::parse(entry(&[3]).as_bytes()).unwrap();
     assert!(wrong_e.x509_authorities.is_empty());
 }
+
+/// X509-8 (strict): an intermediate whose SPIFFE ID has a path, or names another trust domain
+/// (even cross-signed by this trust domain's root), does not sign this trust domain's SVIDs.
+#[test]
+fn x509_8_intermediate_spiffe_ids() {
+    let org = root("example.org");
+    let with_path = intermediate(&org, "example.org", |p| {
+        p.subject_alt_names = vec![uri("spiffe://example.org/demo-client")]
+    });
+    let l = leaf(&with_path, &[ID], |_| {});
+    assert_eq!(
+        verify(&l, &[with_path.der.clone()], &[org.der.clone()], NOW),
+        Err(X509SvidError::IntermediateNotSigning(0))
+    );
+    let net_named = intermediate(&org, "example.net", |_| {});
+    let l = leaf(&net_named, &[ID], |_| {});
+    assert_eq!(
+        verify(&l, &[net_named.der.clone()], &[org.der.clone()], NOW),
+        Err(X509SvidError::IntermediateNotSigning(0))
+    );
+}

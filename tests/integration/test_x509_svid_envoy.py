@@ -170,3 +170,22 @@ def test_non_spiffe_certificate_is_incidental(stack):
     assert resp.status == 401 and resp.json() == {"error": "invalid_client"}  # the AS's own answer
     [seen] = stack.auth.requests
     assert seen.header_values("x-spiffe-id") == []
+
+
+def test_certificate_beside_another_assertion_type_is_incidental(stack):
+    """REQ-9 (one method per request): an X509-SVID next to a jwt-bearer assertion gives the AS
+    no identity headers; the AS judges the assertion itself."""
+    params = token_request(client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                           client_assertion="eyJ.admin.sig")
+    resp = stack.post_mtls(params, files(stack, svid.leaf(ORG_CA, [DEMO])))
+    assert resp.status == 401 and resp.json() == {"error": "invalid_client"}  # the AS's own answer
+    [seen] = stack.auth.requests
+    assert seen.header_values("x-spiffe-id") == [] and seen.header_values("x-oauth-client-id") == []
+
+
+def test_invalid_spiffe_certificate_beside_a_valid_assertion(stack):
+    """REQ-10: a certificate with two URI SANs (one of them the assertion's ID) is a conflict."""
+    leaf = svid.leaf(ORG_CA, ["spiffe://example.org/other", DEMO])
+    resp = stack.post_mtls(client.assertion_params(pki.mint_svid(JWT_KEY, DEMO, ISSUER)), files(stack, leaf))
+    assert_invalid_request(resp)
+    assert_nothing_forwarded(stack)
