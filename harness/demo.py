@@ -102,8 +102,9 @@ class Demo:
         print(f"trust domain {TRUST_DOMAIN}: bundle {self.bundle_url} "
               f"(127.0.0.1:{self.bundle.port}), JWT key kid={self.key.kid}")
         print(f"authorization server: http://127.0.0.1:{self.auth_server.port}{self.token_path}")
-        print(f"envoy: http://127.0.0.1:{self.envoy.listener_port} "
-              f"(admin {self.envoy.admin_port}), log {self.envoy.log_path}"
+        print(f"envoy: http://127.0.0.1:{self.envoy.listener_port}, "
+              f"https://{AS_HOST}:{self.envoy.mtls_port} on 127.0.0.1 (TLS, optional client "
+              f"certificates), admin {self.envoy.admin_port}, log {self.envoy.log_path}"
               " (its directory is removed when the demo ends)")
         self.envoy.start()
         if not self.wait_for_bundle():
@@ -155,14 +156,15 @@ class Demo:
         foreign_ca = svid.authority("example.net")
         cases = [
             (f"4. mTLS with the X509-SVID of {CLIENT_SPIFFE_ID} (leaf under an intermediate)",
-             svid.leaf(self.x509_mid, [CLIENT_SPIFFE_ID]), [self.x509_mid], True),
+             svid.leaf(self.x509_mid, [CLIENT_SPIFFE_ID]), [self.x509_mid], "x509-demo-client"),
             (f"5. mTLS with an X509-SVID claiming {CLIENT_SPIFFE_ID}, issued by example.net's CA",
-             svid.leaf(foreign_ca, [CLIENT_SPIFFE_ID]), [], False),
+             svid.leaf(foreign_ca, [CLIENT_SPIFFE_ID]), [], "x509-foreign-client"),
         ]
-        for title, leaf, chain, accepted in cases:
+        for title, leaf, chain, name in cases:
+            accepted = name == "x509-demo-client"
             print(f"\n{title}")
             self.auth_server.clear()
-            files = svid.client_files(self.workdir / "clients", leaf, chain)
+            files = svid.client_files(self.workdir, leaf, chain, name=name)
             tls = client.mtls(self.tls.ca_cert, AS_HOST, *files)
             print(f"  (TLS to {AS_HOST}; client certificate: the leaf and {len(chain)} intermediate(s))")
             _show_request(self.token_path, params)
@@ -202,8 +204,8 @@ for {CLIENT_SPIFFE_ID} (rewritten every 60 s).
   curl -si http://127.0.0.1:{port}{self.token_path} -d grant_type=client_credentials -d client_id=x
 
   # X509-SVID over mTLS ({cert} holds the leaf and its intermediate):
-  curl -si --cacert {self.tls.ca_cert} --resolve {AS_HOST}:{mtls_port}:127.0.0.1 \
-    --cert {cert} --key {key} https://{AS_HOST}:{mtls_port}{self.token_path} \
+  curl -si --cacert {self.tls.ca_cert} --resolve {AS_HOST}:{mtls_port}:127.0.0.1 \\
+    --cert {cert} --key {key} https://{AS_HOST}:{mtls_port}{self.token_path} \\
     -d grant_type=client_credentials -d client_id=demo-client
 
   curl -s http://127.0.0.1:{self.envoy.admin_port}/stats | grep -E 'wasm|bundle_example_org.upstream_rq'
