@@ -11,6 +11,7 @@ use crate::log_text::quote;
 use crate::oauth_error::ErrorCode::{self, InvalidClient, InvalidRequest};
 use crate::spiffe_id::SpiffeId;
 use crate::token_request::{is_form_content_type, AuthParameters, Method};
+use crate::trust_store::NoBundle;
 use crate::x509_svid;
 use std::sync::Arc;
 
@@ -83,8 +84,8 @@ pub enum Credential {
 
 /// Where verified bundles come from (the shared-data trust store in the filter).
 pub trait BundleSource {
-    /// The current bundle of a configured trust domain, if one has been fetched.
-    fn bundle_for(&self, trust_domain: &TrustDomainConfig) -> Option<Arc<TrustBundle>>;
+    /// The current bundle of a configured trust domain, or why there is none.
+    fn bundle_for(&self, trust_domain: &TrustDomainConfig) -> Result<Arc<TrustBundle>, NoBundle>;
 }
 
 /// Decides from the headers whether the body must be read (REQ-1, REQ-2, EDGE-4).
@@ -294,9 +295,14 @@ fn bundle_of(
         )
         .claiming(claimed)
     })?;
-    bundles.bundle_for(trust_domain).ok_or_else(|| {
-        Rejection::new(InvalidClient, "no bundle fetched yet for the trust domain")
-            .claiming(claimed)
+    bundles.bundle_for(trust_domain).map_err(|why| {
+        let reason = match why {
+            NoBundle::NotFetched => "no bundle fetched yet for the trust domain".to_owned(),
+            NoBundle::Stale { age_secs } => format!(
+                "the trust domain's last good bundle is {age_secs}s old, over bundle_refresh.max_staleness_seconds"
+            ),
+        };
+        Rejection::new(InvalidClient, reason).claiming(claimed)
     })
 }
 

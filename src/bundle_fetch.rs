@@ -175,6 +175,7 @@ mod tests {
             min_refresh: Duration::from_secs(60),
             max_refresh: Duration::from_secs(86_400),
             retry: Duration::from_secs(10),
+            max_staleness: Duration::from_secs(86_400),
         }
     }
 

@@ -124,6 +124,8 @@ pub struct RefreshPolicy {
     pub max_refresh: Duration,
     /// Delay before trying again after a failed fetch.
     pub retry: Duration,
+    /// Age after which a last good bundle is no longer used (BEP-8).
+    pub max_staleness: Duration,
 }
 
 /// The validated configuration.
@@ -235,6 +237,7 @@ struct RawRefresh {
     min_refresh_seconds: u64,
     max_refresh_seconds: u64,
     retry_seconds: u64,
+    max_staleness_seconds: u64,
 }
 
 impl Default for RawRefresh {
@@ -245,6 +248,7 @@ impl Default for RawRefresh {
             min_refresh_seconds: 60,
             max_refresh_seconds: 86_400,
             retry_seconds: 10,
+            max_staleness_seconds: 86_400,
         }
     }
 }
@@ -489,6 +493,12 @@ impl RawRefresh {
         if self.retry_seconds == 0 {
             return Err(refuse(f("retry_seconds"), "must be at least 1"));
         }
+        if self.max_staleness_seconds < self.retry_seconds.max(1) {
+            return Err(refuse(
+                f("max_staleness_seconds"),
+                "must be at least retry_seconds",
+            ));
+        }
         if self.initial_delay_ms == 0 || self.initial_delay_ms > 60_000 {
             return Err(refuse(f("initial_delay_ms"), "must be between 1 and 60000"));
         }
@@ -498,6 +508,7 @@ impl RawRefresh {
             min_refresh: Duration::from_secs(self.min_refresh_seconds),
             max_refresh: Duration::from_secs(self.max_refresh_seconds),
             retry: Duration::from_secs(self.retry_seconds),
+            max_staleness: Duration::from_secs(self.max_staleness_seconds),
         })
     }
 }

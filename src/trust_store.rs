@@ -47,14 +47,44 @@ pub fn bundle_key(td: &TrustDomainConfig) -> String {
     )
 }
 
-/// Publishes a freshly fetched bundle for every VM to read.
+/// What [`publish`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    Applied,
+    /// Not applied: the bundle in use has a higher `spiffe_sequence` (BEP-5).
+    LowerSequence {
+        in_use: u64,
+    },
+}
+
+/// Publishes a freshly fetched bundle for every VM to read, unless the stored one has a higher
+/// `spiffe_sequence`. A bundle without a sequence replaces whatever is stored (BEP-5). Writes
+/// are compare-and-swap against the version read, so a concurrent publisher is never
+/// overwritten blindly.
 pub fn publish(
     shared: &dyn SharedData,
     key: &str,
     stored: &StoredBundle,
-) -> Result<(), StoreError> {
+) -> Result<Published, StoreError> {
     let bytes = serde_json::to_vec(stored).map_err(|e| StoreError::Host(e.to_string()))?;
-    shared.set(key, &bytes, None)
+    let mut last = StoreError::CasMismatch;
+    for _ in 0..4 {
+        let current = shared.get(key);
+        let in_use = current
+            .as_ref()
+            .and_then(|(b, _)| serde_json::from_slice::<StoredBundle>(b).ok())
+            .and_then(|c| c.sequence);
+        if let (Some(in_use), Some(new)) = (in_use, stored.sequence) {
+            if new < in_use {
+                return Ok(Published::LowerSequence { in_use });
+            }
+        }
+        match shared.set(key, &bytes, current.map(|(_, cas)| cas)) {
+            Ok(()) => return Ok(Published::Applied),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Reads the stored envelope (for logs and the refresh policy).
@@ -64,32 +94,74 @@ pub fn read(shared: &dyn SharedData, key: &str) -> Option<(StoredBundle, u32)> {
     Some((stored, cas))
 }
 
+/// Why a trust domain has no usable bundle right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoBundle {
+    /// Nothing fetched yet (or the stored entry is unreadable).
+    NotFetched,
+    /// The last good bundle is older than the configured maximum staleness (BEP-8).
+    Stale { age_secs: u64 },
+}
+
+/// One parsed stored version: its CAS token, when it was fetched, and the bundle.
+struct Cached {
+    cas: u32,
+    fetched_at_ms: u64,
+    bundle: Arc<TrustBundle>,
+}
+
 /// Per-VM cache of parsed bundles, keyed by shared-data key and valid for one CAS token.
 #[derive(Default)]
 pub struct BundleCache {
-    entries: RefCell<HashMap<String, (u32, Arc<TrustBundle>)>>,
+    entries: RefCell<HashMap<String, Cached>>,
 }
 
 impl BundleCache {
-    /// The current bundle under `key`, parsed at most once per stored version.
-    pub fn get(&self, shared: &dyn SharedData, key: &str) -> Option<Arc<TrustBundle>> {
+    /// The current bundle under `key`, parsed at most once per stored version, if it was
+    /// fetched no longer than `max_age_ms` before `now_ms`.
+    pub fn get(
+        &self,
+        shared: &dyn SharedData,
+        key: &str,
+        now_ms: u64,
+        max_age_ms: u64,
+    ) -> Result<Arc<TrustBundle>, NoBundle> {
         let Some((bytes, cas)) = shared.get(key) else {
             self.entries.borrow_mut().remove(key);
-            return None;
+            return Err(NoBundle::NotFetched);
         };
-        if let Some((cached_cas, bundle)) = self.entries.borrow().get(key) {
-            if *cached_cas == cas {
-                return Some(Arc::clone(bundle));
+        let cached = self
+            .entries
+            .borrow()
+            .get(key)
+            .filter(|c| c.cas == cas)
+            .map(|c| (c.fetched_at_ms, Arc::clone(&c.bundle)));
+        let (fetched_at, bundle) = match cached {
+            Some(hit) => hit,
+            None => {
+                // Only documents that parsed when fetched are stored, so a failure here means
+                // the entry is not ours or is corrupt: no bundle (fail closed).
+                let stored: StoredBundle =
+                    serde_json::from_slice(&bytes).map_err(|_| NoBundle::NotFetched)?;
+                let bundle = TrustBundle::parse(stored.document.as_bytes())
+                    .map_err(|_| NoBundle::NotFetched)?;
+                let bundle = Arc::new(bundle);
+                let entry = Cached {
+                    cas,
+                    fetched_at_ms: stored.fetched_at_ms,
+                    bundle: Arc::clone(&bundle),
+                };
+                self.entries.borrow_mut().insert(key.to_owned(), entry);
+                (stored.fetched_at_ms, bundle)
             }
+        };
+        let age = now_ms.saturating_sub(fetched_at);
+        if age > max_age_ms {
+            return Err(NoBundle::Stale {
+                age_secs: age / 1000,
+            });
         }
-        // Only documents that parsed when fetched are stored, so a failure here means the entry
-        // is not ours or is corrupt: treat it as no bundle (fail closed).
-        let stored: StoredBundle = serde_json::from_slice(&bytes).ok()?;
-        let bundle = Arc::new(TrustBundle::parse(stored.document.as_bytes()).ok()?);
-        self.entries
-            .borrow_mut()
-            .insert(key.to_owned(), (cas, Arc::clone(&bundle)));
-        Some(bundle)
+        Ok(bundle)
     }
 }
 
@@ -137,12 +209,71 @@ mod tests {
         c.trust_domains.into_values().next().unwrap()
     }
 
+    /// Fetched at 1 s; NOW is 2 s; a day of allowed staleness.
+    const NOW: u64 = 2_000;
+    const DAY: u64 = 86_400_000;
+
     fn stored(kid: &str, seq: u64) -> StoredBundle {
         StoredBundle {
             fetched_at_ms: 1000,
             sequence: Some(seq),
             document: bundle_json(&[EcKey::p256(1).jwk(kid)]),
         }
+    }
+
+    /// BEP-5: a lower sequence is not applied; equal or higher, or none, is.
+    #[test]
+    fn bep_5_sequence_guard() {
+        let shared = MemorySharedData::default();
+        assert_eq!(
+            publish(&shared, "k", &stored("k10", 10)),
+            Ok(Published::Applied)
+        );
+        assert_eq!(
+            publish(&shared, "k", &stored("k9", 9)),
+            Ok(Published::LowerSequence { in_use: 10 })
+        );
+        let cache = BundleCache::default();
+        assert_eq!(
+            cache.get(&shared, "k", NOW, DAY).unwrap().jwt_keys[0].kid,
+            "k10"
+        );
+        assert_eq!(
+            publish(&shared, "k", &stored("k10b", 10)),
+            Ok(Published::Applied)
+        );
+        let unsequenced = StoredBundle {
+            sequence: None,
+            ..stored("none", 0)
+        };
+        assert_eq!(publish(&shared, "k", &unsequenced), Ok(Published::Applied));
+        assert_eq!(
+            cache.get(&shared, "k", NOW, DAY).unwrap().jwt_keys[0].kid,
+            "none"
+        );
+    }
+
+    /// BEP-8: a bundle older than the maximum staleness is not used, cached or not.
+    #[test]
+    fn bep_8_max_staleness() {
+        let shared = MemorySharedData::default();
+        publish(&shared, "k", &stored("k1", 1)).unwrap();
+        let cache = BundleCache::default();
+        assert!(
+            cache.get(&shared, "k", 61_000, 60_000).is_ok(),
+            "exactly at the limit"
+        );
+        assert_eq!(
+            cache.get(&shared, "k", 61_001, 60_000).unwrap_err(),
+            NoBundle::Stale { age_secs: 60 }
+        );
+        // A fresh fetch makes it usable again.
+        let fresh = StoredBundle {
+            fetched_at_ms: 61_000,
+            ..stored("k1", 1)
+        };
+        publish(&shared, "k", &fresh).unwrap();
+        assert!(cache.get(&shared, "k", 61_001, 60_000).is_ok());
     }
 
     #[test]
@@ -158,7 +289,12 @@ mod tests {
     #[test]
     fn empty_store_has_no_bundle() {
         let shared = MemorySharedData::default();
-        assert!(BundleCache::default().get(&shared, "k").is_none());
+        assert_eq!(
+            BundleCache::default()
+                .get(&shared, "k", 0, DAY)
+                .unwrap_err(),
+            NoBundle::NotFetched
+        );
     }
 
     /// BEP-12: what one VM publishes, another VM's cache reads; a new version replaces the
@@ -169,17 +305,26 @@ mod tests {
         let key = bundle_key(&td("c1"));
         let (vm1, vm2) = (BundleCache::default(), BundleCache::default());
         publish(&shared, &key, &stored("k1", 1)).unwrap();
-        let first = vm1.get(&shared, &key).unwrap();
+        let first = vm1.get(&shared, &key, NOW, DAY).unwrap();
         assert_eq!(first.jwt_keys[0].kid, "k1");
         assert!(
-            Arc::ptr_eq(&first, &vm1.get(&shared, &key).unwrap()),
+            Arc::ptr_eq(&first, &vm1.get(&shared, &key, NOW, DAY).unwrap()),
             "cached"
         );
-        assert_eq!(vm2.get(&shared, &key).unwrap().jwt_keys[0].kid, "k1");
+        assert_eq!(
+            vm2.get(&shared, &key, NOW, DAY).unwrap().jwt_keys[0].kid,
+            "k1"
+        );
 
         publish(&shared, &key, &stored("k2", 2)).unwrap();
-        assert_eq!(vm1.get(&shared, &key).unwrap().jwt_keys[0].kid, "k2");
-        assert_eq!(vm2.get(&shared, &key).unwrap().jwt_keys[0].kid, "k2");
+        assert_eq!(
+            vm1.get(&shared, &key, NOW, DAY).unwrap().jwt_keys[0].kid,
+            "k2"
+        );
+        assert_eq!(
+            vm2.get(&shared, &key, NOW, DAY).unwrap().jwt_keys[0].kid,
+            "k2"
+        );
         let (envelope, _) = read(&shared, &key).unwrap();
         assert_eq!(envelope.sequence, Some(2));
     }
@@ -189,14 +334,14 @@ mod tests {
     fn corrupt_entry_is_no_bundle() {
         let shared = MemorySharedData::default();
         shared.set("k", b"not json", None).unwrap();
-        assert!(BundleCache::default().get(&shared, "k").is_none());
+        assert!(BundleCache::default().get(&shared, "k", NOW, DAY).is_err());
         let bad_doc = StoredBundle {
             fetched_at_ms: 0,
             sequence: None,
             document: "{}".into(),
         };
         publish(&shared, "k", &bad_doc).unwrap();
-        assert!(BundleCache::default().get(&shared, "k").is_none());
+        assert!(BundleCache::default().get(&shared, "k", NOW, DAY).is_err());
     }
 
     #[test]

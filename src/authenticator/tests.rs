@@ -3,6 +3,7 @@
 use super::*;
 use crate::test_support::*;
 use crate::token_request::JWT_SPIFFE;
+use crate::trust_store::NoBundle;
 use std::collections::HashMap;
 
 const TYPE_ENC: &str = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-spiffe";
@@ -28,8 +29,11 @@ fn config() -> Config {
 struct Bundles(HashMap<String, Arc<TrustBundle>>);
 
 impl BundleSource for Bundles {
-    fn bundle_for(&self, td: &TrustDomainConfig) -> Option<Arc<TrustBundle>> {
-        self.0.get(td.name.as_str()).cloned()
+    fn bundle_for(&self, td: &TrustDomainConfig) -> Result<Arc<TrustBundle>, NoBundle> {
+        self.0
+            .get(td.name.as_str())
+            .cloned()
+            .ok_or(NoBundle::NotFetched)
     }
 }
 

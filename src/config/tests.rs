@@ -72,6 +72,7 @@ fn minimal_config_and_defaults() {
     assert_eq!(c.limits.max_assertion_bytes, 16384);
     assert_eq!(c.refresh.default_refresh, Duration::from_secs(300));
     assert_eq!(c.refresh.initial_delay, Duration::from_millis(200));
+    assert_eq!(c.refresh.max_staleness, Duration::from_secs(86_400));
 }
 
 #[test]

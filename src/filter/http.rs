@@ -9,7 +9,7 @@ use crate::bundle::TrustBundle;
 use crate::client_cert::{self, PresentedChain};
 use crate::config::{Config, TrustDomainConfig};
 use crate::oauth_error::{error_response, ErrorCode};
-use crate::trust_store::{bundle_key, BundleCache};
+use crate::trust_store::{bundle_key, BundleCache, NoBundle};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::rc::Rc;
@@ -90,8 +90,14 @@ impl TokenFilter {
             );
             return self.reject(&config, &Rejection::new(ErrorCode::InvalidRequest, reason));
         };
-        let bundles = SharedBundles { cache: &self.cache };
-        let now = host::now_ms().map(|ms| ms / 1000);
+        let now_ms = host::now_ms();
+        let bundles = SharedBundles {
+            cache: &self.cache,
+            now_ms: now_ms.unwrap_or_default(),
+            max_staleness_ms: u64::try_from(config.refresh.max_staleness.as_millis())
+                .unwrap_or(u64::MAX),
+        };
+        let now = now_ms.map(|ms| ms / 1000);
         let presented = self.presented.as_ref();
         match authenticator::authenticate(
             &config,
@@ -251,13 +257,17 @@ fn refuse_unconfigured() -> Action {
     Action::Pause
 }
 
-/// Bundles from shared data through this VM's parse cache.
+/// Bundles from shared data through this VM's parse cache, at host time.
 struct SharedBundles<'a> {
     cache: &'a BundleCache,
+    now_ms: u64,
+    max_staleness_ms: u64,
 }
 
 impl BundleSource for SharedBundles<'_> {
-    fn bundle_for(&self, trust_domain: &TrustDomainConfig) -> Option<Arc<TrustBundle>> {
-        self.cache.get(&HostSharedData, &bundle_key(trust_domain))
+    fn bundle_for(&self, trust_domain: &TrustDomainConfig) -> Result<Arc<TrustBundle>, NoBundle> {
+        let key = bundle_key(trust_domain);
+        self.cache
+            .get(&HostSharedData, &key, self.now_ms, self.max_staleness_ms)
     }
 }

@@ -168,13 +168,17 @@ impl FilterRoot {
         };
         let key = trust_store::bundle_key(td_config);
         match trust_store::publish(&HostSharedData, &key, &stored) {
-            Ok(()) => log::info!(
+            Ok(trust_store::Published::Applied) => log::info!(
                 "bundle of {td} fetched: sequence {}, {} jwt-svid key(s), {} x509-svid authorit(ies), {} entr(ies) ignored, refresh hint {}",
                 bundle.sequence.map_or("none".to_owned(), |s| s.to_string()),
                 bundle.jwt_keys.len(),
                 bundle.x509_authorities.len(),
                 bundle.skipped.len(),
                 bundle.refresh_hint.map_or("none".to_owned(), |s| format!("{s}s")),
+            ),
+            Ok(trust_store::Published::LowerSequence { in_use }) => log::warn!(
+                "bundle of {td} not applied: its spiffe_sequence {} is lower than {in_use} in use",
+                bundle.sequence.unwrap_or_default()
             ),
             Err(e) => log::error!("storing the bundle of {td} failed: {e:?}"),
         }
