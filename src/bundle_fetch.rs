@@ -1,9 +1,10 @@
-//! Fetching bundles from SPIFFE bundle endpoints: when each trust domain is due, what request
-//! to send through the host's HTTP callout, and how to judge the response (requirements BEP-1 …
-//! BEP-7, BEP-10, BEP-13).
+//! Fetching bundles from SPIFFE bundle endpoints: what request to send through the host's HTTP
+//! callout, how to judge the answer, when the next fetch is due, and which callouts this VM
+//! has outstanding (requirements BEP-1 … BEP-7, BEP-10, BEP-13).
 //!
-//! Host-agnostic: the root context turns [`FetchSchedule::due`] into `dispatch_http_call`s and
-//! feeds the answers to [`evaluate_response`]. Times are milliseconds of host time.
+//! Host-agnostic: the root context asks `fetch_lease` whether to fetch, sends
+//! [`request_headers`], and feeds the answer to [`evaluate_response`]. Times are milliseconds
+//! of host time.
 
 use crate::bundle::{BundleError, TrustBundle};
 use crate::config::{BundleEndpoint, RefreshPolicy};
@@ -79,88 +80,45 @@ pub fn refresh_delay(bundle: &TrustBundle, policy: &RefreshPolicy) -> Duration {
     hint.clamp(policy.min_refresh, policy.max_refresh)
 }
 
-/// Per-trust-domain fetch state of one root context.
+/// The callouts this root context has outstanding, by trust domain. When fetches are due is
+/// shared by all VMs (see `fetch_lease`); this only remembers which answer belongs to whom.
 #[derive(Debug, Clone, Default)]
-struct DomainState {
-    next_due_ms: u64,
-    /// Callout token and the time it was sent.
-    in_flight: Option<(u32, u64)>,
-}
-
-/// When each trust domain is next fetched, and which callouts are outstanding.
-#[derive(Debug, Clone, Default)]
-pub struct FetchSchedule {
-    domains: BTreeMap<TrustDomain, DomainState>,
+pub struct InFlight {
+    /// Trust domain → callout token and the time it was sent.
+    calls: BTreeMap<TrustDomain, (u32, u64)>,
 }
 
 /// A callout still unanswered this long after its own timeout is considered lost (the host
 /// answers timeouts with a synthetic 504, so this only covers VMs whose callbacks never run).
-const LOST_CALLOUT_GRACE_MS: u64 = 5_000;
+pub const LOST_CALLOUT_GRACE: Duration = Duration::from_secs(5);
 
-impl FetchSchedule {
-    /// Every trust domain becomes due at `first_due_ms`.
-    pub fn new<'a>(domains: impl IntoIterator<Item = &'a TrustDomain>, first_due_ms: u64) -> Self {
-        FetchSchedule {
-            domains: domains
-                .into_iter()
-                .map(|td| {
-                    (
-                        td.clone(),
-                        DomainState {
-                            next_due_ms: first_due_ms,
-                            in_flight: None,
-                        },
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    /// Trust domains to fetch now: due, and with no live callout. `timeout_of` gives each
-    /// domain's callout timeout, after which (plus a grace period) a callout counts as lost.
-    pub fn due(
-        &self,
-        now_ms: u64,
-        timeout_of: impl Fn(&TrustDomain) -> Duration,
-    ) -> Vec<TrustDomain> {
-        self.domains
-            .iter()
-            .filter(|(td, st)| {
-                let lost_after = duration_ms(timeout_of(td)).saturating_add(LOST_CALLOUT_GRACE_MS);
-                let live = st
-                    .in_flight
-                    .is_some_and(|(_, sent)| now_ms.saturating_sub(sent) < lost_after);
-                !live && now_ms >= st.next_due_ms
-            })
-            .map(|(td, _)| td.clone())
-            .collect()
+impl InFlight {
+    /// Whether a callout for `td` sent by this VM may still be answered.
+    pub fn is_live(&self, td: &TrustDomain, now_ms: u64, timeout: Duration) -> bool {
+        let lost_after = duration_ms(timeout.saturating_add(LOST_CALLOUT_GRACE));
+        self.calls
+            .get(td)
+            .is_some_and(|(_, sent)| now_ms.saturating_sub(*sent) < lost_after)
     }
 
     pub fn dispatched(&mut self, td: &TrustDomain, token: u32, now_ms: u64) {
-        if let Some(st) = self.domains.get_mut(td) {
-            st.in_flight = Some((token, now_ms));
-        }
+        self.calls.insert(td.clone(), (token, now_ms));
     }
 
-    /// The trust domain a callout answer belongs to, clearing its in-flight mark.
+    /// The trust domain a callout answer belongs to, forgetting the callout.
     pub fn answered(&mut self, token: u32) -> Option<TrustDomain> {
-        let (td, st) = self
-            .domains
-            .iter_mut()
-            .find(|(_, st)| st.in_flight.is_some_and(|(t, _)| t == token))?;
-        st.in_flight = None;
-        Some(td.clone())
-    }
-
-    /// Sets when `td` is next due.
-    pub fn schedule(&mut self, td: &TrustDomain, now_ms: u64, delay: Duration) {
-        if let Some(st) = self.domains.get_mut(td) {
-            st.next_due_ms = now_ms.saturating_add(duration_ms(delay));
-        }
+        let td = self
+            .calls
+            .iter()
+            .find(|(_, (t, _))| *t == token)
+            .map(|(td, _)| td.clone())?;
+        self.calls.remove(&td);
+        Some(td)
     }
 }
 
-fn duration_ms(d: Duration) -> u64 {
+/// Milliseconds, saturating.
+pub fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -253,27 +211,20 @@ mod tests {
     }
 
     #[test]
-    fn schedule_lifecycle() {
+    fn in_flight_callouts() {
         let org = TrustDomain::parse("example.org").unwrap();
         let net = TrustDomain::parse("example.net").unwrap();
-        let timeout = |_: &TrustDomain| Duration::from_secs(5);
-        let mut s = FetchSchedule::new([&org, &net], 200);
-        assert!(s.due(100, timeout).is_empty());
-        assert_eq!(s.due(200, timeout), vec![net.clone(), org.clone()]);
-        s.dispatched(&org, 7, 200);
-        assert_eq!(
-            s.due(300, timeout),
-            vec![net.clone()],
-            "in flight is not due again"
-        );
-        assert_eq!(s.answered(99), None);
-        assert_eq!(s.answered(7), Some(org.clone()));
-        s.schedule(&org, 300, Duration::from_secs(60));
-        assert_eq!(s.due(300, timeout), vec![net.clone()]);
-        assert_eq!(s.due(60_300, timeout), vec![net.clone(), org.clone()]);
-        // A callout that never answers is given up after its timeout plus the grace period.
-        s.dispatched(&net, 8, 1_000);
-        assert!(!s.due(10_999, timeout).contains(&net));
-        assert!(s.due(11_000, timeout).contains(&net));
+        let timeout = Duration::from_secs(5);
+        let mut f = InFlight::default();
+        assert!(!f.is_live(&org, 0, timeout));
+        f.dispatched(&org, 7, 1_000);
+        assert!(f.is_live(&org, 1_000, timeout));
+        assert!(!f.is_live(&net, 1_000, timeout));
+        // Lost after its timeout plus the grace period.
+        assert!(f.is_live(&org, 10_999, timeout));
+        assert!(!f.is_live(&org, 11_000, timeout));
+        assert_eq!(f.answered(99), None);
+        assert_eq!(f.answered(7), Some(org.clone()));
+        assert!(!f.is_live(&org, 1_000, timeout));
     }
 }

@@ -14,6 +14,7 @@ pub mod authenticator;
 pub mod bundle_fetch;
 pub mod client_cert;
 pub mod config;
+pub mod fetch_lease;
 pub mod filter;
 pub mod oauth_error;
 #[cfg(test)]

@@ -4,8 +4,9 @@
 use super::host::{self, HostSharedData};
 use super::http::TokenFilter;
 use crate::bundle::TrustBundle;
-use crate::bundle_fetch::{self, FetchError, FetchSchedule};
+use crate::bundle_fetch::{self, duration_ms, FetchError, InFlight, LOST_CALLOUT_GRACE};
 use crate::config::Config;
+use crate::fetch_lease;
 use crate::spiffe_id::TrustDomain;
 use crate::trust_store::{self, BundleCache, StoredBundle};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -22,7 +23,10 @@ pub struct FilterRoot {
     config: Option<Rc<Config>>,
     /// Parsed bundles of this VM, shared with its HTTP contexts.
     cache: Rc<BundleCache>,
-    schedule: FetchSchedule,
+    /// Callouts this VM has outstanding.
+    in_flight: InFlight,
+    /// This VM's identity in the shared fetch lease.
+    vm: u64,
     steady_tick: bool,
 }
 
@@ -34,7 +38,7 @@ impl Context for FilterRoot {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(td) = self.schedule.answered(token) else {
+        let Some(td) = self.in_flight.answered(token) else {
             return;
         };
         let Some(config) = self.config.clone() else {
@@ -61,7 +65,7 @@ impl Context for FilterRoot {
             Ok((bundle, document)) => {
                 self.publish(&config, &td, &bundle, document, now);
                 let delay = bundle_fetch::refresh_delay(&bundle, &config.refresh);
-                self.schedule.schedule(&td, now, delay);
+                self.release_lease(&config, &td, now.saturating_add(duration_ms(delay)));
             }
             Err(e) => self.fetch_failed(&config, &td, &e, now),
         }
@@ -82,8 +86,10 @@ impl RootContext for FilterRoot {
                 );
                 // The first fetch happens on a tick: callouts from on_configure may never be
                 // answered (they also run in Envoy's main-thread base VM).
-                let now = host::now_ms().unwrap_or_default();
-                self.schedule = FetchSchedule::new(config.trust_domains.keys(), now);
+                self.in_flight = InFlight::default();
+                if self.vm == 0 {
+                    self.vm = vm_identity();
+                }
                 host::set_tick_period(config.refresh.initial_delay);
                 self.steady_tick = false;
                 self.config = Some(Rc::new(config));
@@ -106,25 +112,25 @@ impl RootContext for FilterRoot {
             return;
         };
         let now = host::now_ms().unwrap_or_default();
-        let timeout_of = |td: &TrustDomain| {
-            config
-                .trust_domains
-                .get(td)
-                .map_or(Duration::ZERO, |c| c.endpoint.timeout)
-        };
-        for td in self.schedule.due(now, timeout_of) {
-            let Some(td_config) = config.trust_domains.get(&td) else {
-                continue;
-            };
+        for (td, td_config) in &config.trust_domains {
             let ep = &td_config.endpoint;
+            if self.in_flight.is_live(td, now, ep.timeout) {
+                continue;
+            }
+            // One VM per due fetch, process-wide (BEP-12, FC-20).
+            let key = fetch_lease::lease_key(&trust_store::bundle_key(td_config));
+            let hold = duration_ms(ep.timeout.saturating_add(LOST_CALLOUT_GRACE));
+            if !fetch_lease::try_take(&HostSharedData, &key, self.vm, now, hold) {
+                continue;
+            }
             match host::dispatch(&ep.cluster, bundle_fetch::request_headers(ep), ep.timeout) {
-                Ok(token) => self.schedule.dispatched(&td, token, now),
+                Ok(token) => self.in_flight.dispatched(td, token, now),
                 Err(status) => {
                     let e = FetchError::Dispatch(format!(
                         "{status:?} (is cluster {:?} defined?)",
                         ep.cluster
                     ));
-                    self.fetch_failed(&config, &td, &e, now);
+                    self.fetch_failed(&config, td, &e, now);
                 }
             }
         }
@@ -142,7 +148,25 @@ impl RootContext for FilterRoot {
     }
 }
 
+/// A random identity for this VM's root context in the shared fetch lease (never 0).
+fn vm_identity() -> u64 {
+    use std::hash::BuildHasher;
+    let id = std::collections::hash_map::RandomState::new().hash_one(host::now_ms());
+    id.max(1)
+}
+
 impl FilterRoot {
+    /// Frees `td`'s fetch lease and sets when any VM fetches next.
+    fn release_lease(&self, config: &Config, td: &TrustDomain, next_due_ms: u64) {
+        let Some(td_config) = config.trust_domains.get(td) else {
+            return;
+        };
+        let key = fetch_lease::lease_key(&trust_store::bundle_key(td_config));
+        if let Err(e) = fetch_lease::release(&HostSharedData, &key, self.vm, next_due_ms) {
+            log::warn!("releasing the fetch lease of {td} failed: {e:?}");
+        }
+    }
+
     fn publish(
         &self,
         config: &Config,
@@ -202,6 +226,10 @@ impl FilterRoot {
             "bundle fetch for {td} failed: {error}; {kept}; retry in {}s",
             config.refresh.retry.as_secs()
         );
-        self.schedule.schedule(td, now, config.refresh.retry);
+        self.release_lease(
+            config,
+            td,
+            now.saturating_add(duration_ms(config.refresh.retry)),
+        );
     }
 }

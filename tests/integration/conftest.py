@@ -115,7 +115,7 @@ class Stack:
 
 def start_stack(workdir: Path, bundle_keys: dict[str, list[pki.SigningKey]], clients: list[dict],
                 down: tuple[str, ...] = (), x509_authorities: dict[str, list] | None = None,
-                **config_overrides) -> Stack:
+                concurrency: int | None = None, **config_overrides) -> Stack:
     """Start bundle servers (except those in ``down``), the AS and Envoy with the filter.
     ``x509_authorities`` adds ``x509-svid`` entries (harness.svid CAs) to the bundles."""
     trust_domains = list(bundle_keys)
@@ -133,7 +133,7 @@ def start_stack(workdir: Path, bundle_keys: dict[str, list[pki.SigningKey]], cli
     config = plugin_config(trust_domains, clients, **config_overrides)
     envoy = Envoy(workdir, config, wasm_path=wasm_path(), ca_file=tls.ca_cert, as_port=auth.port,
                   bundle_ports={td: s.port for td, s in bundles.items()},
-                  concurrency=int(os.environ.get("ENVOY_CONCURRENCY", "1")))
+                  concurrency=concurrency or int(os.environ.get("ENVOY_CONCURRENCY", "1")))
     stack = Stack(workdir, tls, bundles, auth, envoy, config)
     try:
         envoy.start()

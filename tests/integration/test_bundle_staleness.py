@@ -1,4 +1,4 @@
-"""Sequence guard and bounded staleness in Envoy (own Envoy, 1 s refresh, 3 s maximum
+"""Sequence guard and bounded staleness in Envoy (own Envoy, 1 s refresh, 5 s maximum
 staleness): a bundle with a lower `spiffe_sequence` is not applied, and a last good bundle older
 than `max_staleness_seconds` stops authenticating until a fresh fetch. BEP-5, BEP-8."""
 
@@ -14,7 +14,7 @@ from harness import pki
 ORG = "example.org"
 DEMO = "spiffe://example.org/demo-client"
 KEY_A, KEY_B = pki.ec_key("org-a"), pki.ec_key("org-b")
-MAX_STALENESS = 3
+MAX_STALENESS = 5
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +43,11 @@ def wait_for_hits(stack, more: int, timeout: float = 10.0):
 
 
 def test_lower_sequence_is_not_applied(stack):
-    """BEP-5: sequence 4 after 5 → kept 5 (key A still verifies, key B does not)."""
+    """BEP-5: sequence 4 after 5 → kept 5 (key A still verifies, key B does not). (The age of
+    the bundle in use keeps growing meanwhile: a rollback does not refresh it.)"""
     stack.bundles[ORG].set_response(body=pki.bundle_bytes([KEY_B], sequence=4, refresh_hint=1), status=200)
-    wait_for_hits(stack, 2)
+    wait_for_hits(stack, 1)
+    time.sleep(0.2)
     assert stack.post_assertion(pki.mint_svid(KEY_A, DEMO, ISSUER)).status == 200
     stack.auth.clear()
     assert_invalid_client(stack.post_assertion(pki.mint_svid(KEY_B, DEMO, ISSUER)))
