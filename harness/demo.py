@@ -110,8 +110,8 @@ class Demo:
         if not self.wait_for_bundle():
             self.check(False, "filter loaded the trust bundle within 10 s")
             return False
-        print(f"filter has the bundle of {TRUST_DOMAIN} (bundle endpoint hits: {self.bundle.hits}: "
-              "each Envoy VM fetches, the main thread's and each worker's)\n")
+        print(f"filter has the bundle of {TRUST_DOMAIN} (bundle endpoint hits: {self.bundle.hits}; "
+              "one VM fetches for all workers)\n")
 
         print(f"1. valid JWT-SVID for {CLIENT_SPIFFE_ID} (aud={self.issuer}, exp=now+300)")
         params, resp = self.send(self.valid_assertion())
