@@ -19,53 +19,38 @@ pub static ALL: &[&dyn SignatureVerificationAlgorithm] = &[
     &Rsa(RsaScheme::PssSha512),
 ];
 
-#[derive(Debug)]
-struct EcdsaP256Sha256;
+/// ECDSA over one curve with its own hash (the curve crate's default digest), DER signatures.
+macro_rules! ecdsa_algorithm {
+    ($name:ident, $curve:ident, $key_alg:ident, $sig_alg:ident) => {
+        #[derive(Debug)]
+        struct $name;
 
-impl SignatureVerificationAlgorithm for EcdsaP256Sha256 {
-    fn verify_signature(
-        &self,
-        public_key: &[u8],
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), InvalidSignature> {
-        use p256::ecdsa::signature::Verifier;
-        let key =
-            p256::ecdsa::VerifyingKey::from_sec1_bytes(public_key).map_err(|_| InvalidSignature)?;
-        let sig = p256::ecdsa::DerSignature::try_from(signature).map_err(|_| InvalidSignature)?;
-        key.verify(message, &sig).map_err(|_| InvalidSignature)
-    }
-    fn public_key_alg_id(&self) -> AlgorithmIdentifier {
-        alg_id::ECDSA_P256
-    }
-    fn signature_alg_id(&self) -> AlgorithmIdentifier {
-        alg_id::ECDSA_SHA256
-    }
+        impl SignatureVerificationAlgorithm for $name {
+            fn verify_signature(
+                &self,
+                public_key: &[u8],
+                message: &[u8],
+                signature: &[u8],
+            ) -> Result<(), InvalidSignature> {
+                use $curve::ecdsa::signature::Verifier;
+                let key = $curve::ecdsa::VerifyingKey::from_sec1_bytes(public_key)
+                    .map_err(|_| InvalidSignature)?;
+                let sig = $curve::ecdsa::DerSignature::try_from(signature)
+                    .map_err(|_| InvalidSignature)?;
+                key.verify(message, &sig).map_err(|_| InvalidSignature)
+            }
+            fn public_key_alg_id(&self) -> AlgorithmIdentifier {
+                alg_id::$key_alg
+            }
+            fn signature_alg_id(&self) -> AlgorithmIdentifier {
+                alg_id::$sig_alg
+            }
+        }
+    };
 }
 
-#[derive(Debug)]
-struct EcdsaP384Sha384;
-
-impl SignatureVerificationAlgorithm for EcdsaP384Sha384 {
-    fn verify_signature(
-        &self,
-        public_key: &[u8],
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), InvalidSignature> {
-        use p384::ecdsa::signature::Verifier;
-        let key =
-            p384::ecdsa::VerifyingKey::from_sec1_bytes(public_key).map_err(|_| InvalidSignature)?;
-        let sig = p384::ecdsa::DerSignature::try_from(signature).map_err(|_| InvalidSignature)?;
-        key.verify(message, &sig).map_err(|_| InvalidSignature)
-    }
-    fn public_key_alg_id(&self) -> AlgorithmIdentifier {
-        alg_id::ECDSA_P384
-    }
-    fn signature_alg_id(&self) -> AlgorithmIdentifier {
-        alg_id::ECDSA_SHA384
-    }
-}
+ecdsa_algorithm!(EcdsaP256Sha256, p256, ECDSA_P256, ECDSA_SHA256);
+ecdsa_algorithm!(EcdsaP384Sha384, p384, ECDSA_P384, ECDSA_SHA384);
 
 #[derive(Debug, Clone, Copy)]
 enum RsaScheme {

@@ -97,6 +97,15 @@ class Stack:
     def post_assertion(self, assertion: str, headers=None, **extra) -> client.Response:
         return self.post(client.assertion_params(assertion, **extra), headers)
 
+    def wait_for_bundle_hits(self, trust_domain: str, more: int, timeout: float = 10.0):
+        """Wait until the trust domain's bundle endpoint has seen ``more`` further requests."""
+        server = self.bundles[trust_domain]
+        target = server.hits + more
+        deadline = time.monotonic() + timeout
+        while server.hits < target and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.hits >= target, "the filter stopped polling the bundle endpoint"
+
     def wait_until_accepted(self, assertion: str, timeout: float = 15.0) -> bool:
         """Poll until a valid assertion gets 200 (i.e. the bundle has been loaded)."""
         deadline = time.monotonic() + timeout

@@ -34,15 +34,6 @@ def stack(tmp_path_factory):
         s.stop()
 
 
-def wait_for_hits(stack, more: int, timeout: float = 10.0):
-    """Wait until the bundle endpoint has seen `more` further requests."""
-    target = stack.bundles[ORG].hits + more
-    deadline = time.monotonic() + timeout
-    while stack.bundles[ORG].hits < target and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert stack.bundles[ORG].hits >= target, "the filter stopped polling the bundle endpoint"
-
-
 def test_rotated_key_is_picked_up(stack):
     """BEP-3, BEP-5: the next refresh replaces the bundle; the old key stops verifying."""
     stack.bundles[ORG].set_response(body=pki.bundle_bytes([NEW_KEY], sequence=2, refresh_hint=HINT))
@@ -73,7 +64,7 @@ def test_failed_fetch_keeps_last_good_bundle(stack, status, body):
     stack.bundles[ORG].set_response(body=pki.bundle_bytes([NEW_KEY], sequence=2, refresh_hint=HINT))
     assert stack.wait_until_accepted(pki.mint_svid(NEW_KEY, DEMO, ISSUER), timeout=10)
     stack.bundles[ORG].set_response(body=body, status=status)
-    wait_for_hits(stack, 2)
+    stack.wait_for_bundle_hits(ORG, 2)
     resp = stack.post_assertion(pki.mint_svid(NEW_KEY, DEMO, ISSUER))
     assert resp.status == 200, (resp.status, resp.body)
     assert any("bundle fetch for example.org failed" in line for line in stack.envoy.filter_log_lines())
@@ -113,7 +104,7 @@ def test_empty_keys_revokes(stack):
                                     status=200)
     assert stack.wait_until_accepted(pki.mint_svid(NEW_KEY, DEMO, ISSUER), timeout=10)
     stack.bundles[ORG].set_response(body=b'{"keys":[],"spiffe_sequence":3,"spiffe_refresh_hint":1}')
-    wait_for_hits(stack, 2)
+    stack.wait_for_bundle_hits(ORG, 2)
     stack.auth.clear()
     assert_invalid_client(stack.post_assertion(pki.mint_svid(NEW_KEY, DEMO, ISSUER)))
     assert_nothing_forwarded(stack)

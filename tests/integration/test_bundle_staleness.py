@@ -34,19 +34,11 @@ def stack(tmp_path_factory):
         s.stop()
 
 
-def wait_for_hits(stack, more: int, timeout: float = 10.0):
-    target = stack.bundles[ORG].hits + more
-    deadline = time.monotonic() + timeout
-    while stack.bundles[ORG].hits < target and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert stack.bundles[ORG].hits >= target
-
-
 def test_lower_sequence_is_not_applied(stack):
     """BEP-5: sequence 4 after 5 → kept 5 (key A still verifies, key B does not). (The age of
     the bundle in use keeps growing meanwhile: a rollback does not refresh it.)"""
     stack.bundles[ORG].set_response(body=pki.bundle_bytes([KEY_B], sequence=4, refresh_hint=1), status=200)
-    wait_for_hits(stack, 1)
+    stack.wait_for_bundle_hits(ORG, 1)
     time.sleep(0.2)
     assert stack.post_assertion(pki.mint_svid(KEY_A, DEMO, ISSUER)).status == 200
     stack.auth.clear()
