@@ -2,9 +2,11 @@
 //! (or an Istio `WasmPlugin.pluginConfig`), parsed and checked once, with every refusal naming
 //! the offending field path.
 
+use crate::fetch_lease;
 use crate::spiffe_id::{SpiffeId, TrustDomain};
 use crate::strict_json;
 use crate::token_request::canonical_path;
+use crate::trust_store;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -49,6 +51,9 @@ pub struct BundleEndpoint {
 pub struct TrustDomainConfig {
     pub name: TrustDomain,
     pub endpoint: BundleEndpoint,
+    /// Shared-data keys of its bundle and of its fetch lease (derived once, used per request).
+    pub bundle_key: String,
+    pub lease_key: String,
 }
 
 /// Names of the request headers that carry the verified identity to the AS.
@@ -278,10 +283,7 @@ impl Config {
 
     /// The configuration of the trust domain named by `spiffe_id`, if it is configured.
     pub fn trust_domain_of(&self, spiffe_id: &SpiffeId) -> Option<&TrustDomainConfig> {
-        self.trust_domains
-            .iter()
-            .find(|(name, _)| name.as_str() == spiffe_id.trust_domain_name())
-            .map(|(_, td)| td)
+        self.trust_domains.get(spiffe_id.trust_domain_name())
     }
 
     /// Whether `path` (the raw `:path`) is, or could be normalised by the AS into, a token path.
@@ -319,11 +321,15 @@ impl RawConfig {
             let endpoint = td
                 .bundle_endpoint
                 .validate(&format!("{field}.bundle_endpoint"))?;
+            let bundle_key = trust_store::bundle_key(&parsed, &endpoint);
+            let lease_key = fetch_lease::lease_key(&bundle_key);
             trust_domains.insert(
                 parsed.clone(),
                 TrustDomainConfig {
                     name: parsed,
                     endpoint,
+                    bundle_key,
+                    lease_key,
                 },
             );
         }

@@ -63,6 +63,14 @@ impl TrustDomain {
     }
 }
 
+/// Lets maps keyed by trust domain be searched with the name a SPIFFE ID carries (the derived
+/// ordering is the string's, so this is consistent).
+impl std::borrow::Borrow<str> for TrustDomain {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for TrustDomain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -5,7 +5,8 @@
 //! Shared data sits behind the small [`SharedData`] trait, so this logic is tested natively.
 
 use crate::bundle::TrustBundle;
-use crate::config::TrustDomainConfig;
+use crate::config::BundleEndpoint;
+use crate::spiffe_id::TrustDomain;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -39,11 +40,10 @@ const KEY_PREFIX: &str = "spiffe_oauth_filter/v1/bundle";
 /// The shared-data key of a trust domain's bundle. It names the endpoint too, so a configuration
 /// that points a trust domain elsewhere never reads the old endpoint's bundle (shared data
 /// outlives configuration changes).
-pub fn bundle_key(td: &TrustDomainConfig) -> String {
-    let ep = &td.endpoint;
+pub fn bundle_key(trust_domain: &TrustDomain, ep: &BundleEndpoint) -> String {
     format!(
-        "{KEY_PREFIX}/{}/{}|{}|{}",
-        td.name, ep.cluster, ep.authority, ep.path
+        "{KEY_PREFIX}/{trust_domain}/{}|{}|{}",
+        ep.cluster, ep.authority, ep.path
     )
 }
 
@@ -197,7 +197,7 @@ impl SharedData for MemorySharedData {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::{Config, TrustDomainConfig};
     use crate::test_support::{bundle_json, EcKey};
 
     fn td(cluster: &str) -> TrustDomainConfig {
@@ -279,10 +279,10 @@ mod tests {
     #[test]
     fn key_names_trust_domain_and_endpoint() {
         assert_eq!(
-            bundle_key(&td("c1")),
+            td("c1").bundle_key,
             "spiffe_oauth_filter/v1/bundle/example.org/c1|bundle.example.org|/bundle.json"
         );
-        assert_ne!(bundle_key(&td("c1")), bundle_key(&td("c2")));
+        assert_ne!(td("c1").bundle_key, td("c2").bundle_key);
     }
 
     /// BEP-7: before anything is published there is no bundle.
@@ -302,7 +302,7 @@ mod tests {
     #[test]
     fn bep_12_publish_is_seen_by_every_cache() {
         let shared = MemorySharedData::default();
-        let key = bundle_key(&td("c1"));
+        let key = td("c1").bundle_key;
         let (vm1, vm2) = (BundleCache::default(), BundleCache::default());
         publish(&shared, &key, &stored("k1", 1)).unwrap();
         let first = vm1.get(&shared, &key, NOW, DAY).unwrap();

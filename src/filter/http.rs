@@ -9,7 +9,7 @@ use crate::bundle::TrustBundle;
 use crate::client_cert::{self, PresentedChain};
 use crate::config::{Config, TrustDomainConfig};
 use crate::oauth_error::{error_response, ErrorCode};
-use crate::trust_store::{bundle_key, BundleCache, NoBundle};
+use crate::trust_store::{BundleCache, NoBundle};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::rc::Rc;
@@ -266,8 +266,11 @@ struct SharedBundles<'a> {
 
 impl BundleSource for SharedBundles<'_> {
     fn bundle_for(&self, trust_domain: &TrustDomainConfig) -> Result<Arc<TrustBundle>, NoBundle> {
-        let key = bundle_key(trust_domain);
-        self.cache
-            .get(&HostSharedData, &key, self.now_ms, self.max_staleness_ms)
+        self.cache.get(
+            &HostSharedData,
+            &trust_domain.bundle_key,
+            self.now_ms,
+            self.max_staleness_ms,
+        )
     }
 }

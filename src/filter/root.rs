@@ -118,9 +118,9 @@ impl RootContext for FilterRoot {
                 continue;
             }
             // One VM per due fetch, process-wide (BEP-12, FC-20).
-            let key = fetch_lease::lease_key(&trust_store::bundle_key(td_config));
+            let key = &td_config.lease_key;
             let hold = duration_ms(ep.timeout.saturating_add(LOST_CALLOUT_GRACE));
-            if !fetch_lease::try_take(&HostSharedData, &key, self.vm, now, hold) {
+            if !fetch_lease::try_take(&HostSharedData, key, self.vm, now, hold) {
                 continue;
             }
             match host::dispatch(&ep.cluster, bundle_fetch::request_headers(ep), ep.timeout) {
@@ -161,8 +161,8 @@ impl FilterRoot {
         let Some(td_config) = config.trust_domains.get(td) else {
             return;
         };
-        let key = fetch_lease::lease_key(&trust_store::bundle_key(td_config));
-        if let Err(e) = fetch_lease::release(&HostSharedData, &key, self.vm, next_due_ms) {
+        let key = &td_config.lease_key;
+        if let Err(e) = fetch_lease::release(&HostSharedData, key, self.vm, next_due_ms) {
             log::warn!("releasing the fetch lease of {td} failed: {e:?}");
         }
     }
@@ -190,8 +190,7 @@ impl FilterRoot {
             sequence: bundle.sequence,
             document,
         };
-        let key = trust_store::bundle_key(td_config);
-        match trust_store::publish(&HostSharedData, &key, &stored) {
+        match trust_store::publish(&HostSharedData, &td_config.bundle_key, &stored) {
             Ok(trust_store::Published::Applied) => log::info!(
                 "bundle of {td} fetched: sequence {}, {} jwt-svid key(s), {} x509-svid authorit(ies), {} entr(ies) ignored, refresh hint {}",
                 bundle.sequence.map_or("none".to_owned(), |s| s.to_string()),
@@ -212,7 +211,7 @@ impl FilterRoot {
         let kept = config
             .trust_domains
             .get(td)
-            .and_then(|c| trust_store::read(&HostSharedData, &trust_store::bundle_key(c)))
+            .and_then(|c| trust_store::read(&HostSharedData, &c.bundle_key))
             .map_or(
                 "no bundle yet: its SVIDs are rejected".to_owned(),
                 |(stored, _)| {
