@@ -238,14 +238,6 @@ impl<'t> JwtSvid<'t> {
         &self.sub
     }
 
-    pub fn alg(&self) -> Alg {
-        self.alg
-    }
-
-    pub fn kid(&self) -> Option<&str> {
-        self.kid.as_deref()
-    }
-
     /// Checks the claims at `now` (Unix seconds) and the signature against `bundle`, which must
     /// be the bundle of the subject's trust domain. Returns the verified SPIFFE ID.
     pub fn verify(
