@@ -102,6 +102,7 @@ class Demo:
         print(f"trust domain {TRUST_DOMAIN}: bundle {self.bundle_url} "
               f"(127.0.0.1:{self.bundle.port}), JWT key kid={self.key.kid}")
         print(f"authorization server: http://127.0.0.1:{self.auth_server.port}{self.token_path}")
+        print(f"work dir: {self.workdir}")
         print(f"envoy: http://127.0.0.1:{self.envoy.listener_port}, "
               f"https://{AS_HOST}:{self.envoy.mtls_port} on 127.0.0.1 (TLS, optional client "
               f"certificates), admin {self.envoy.admin_port}, log {self.envoy.log_path}"
@@ -207,6 +208,11 @@ for {CLIENT_SPIFFE_ID} (rewritten every 60 s).
   curl -si --cacert {self.tls.ca_cert} --resolve {AS_HOST}:{mtls_port}:127.0.0.1 \\
     --cert {cert} --key {key} https://{AS_HOST}:{mtls_port}{self.token_path} \\
     -d grant_type=client_credentials -d client_id=demo-client
+
+  # the same with a certificate another trust domain's CA issued for that ID: refused
+  curl -si --cacert {self.tls.ca_cert} --resolve {AS_HOST}:{mtls_port}:127.0.0.1 \\
+    --cert {workdir / "x509-foreign-client.crt"} --key {workdir / "x509-foreign-client.key"} \\
+    https://{AS_HOST}:{mtls_port}{self.token_path} -d grant_type=client_credentials -d client_id=demo-client
 
   curl -s http://127.0.0.1:{self.envoy.admin_port}/stats | grep -E 'wasm|bundle_example_org.upstream_rq'
   tail -f {self.envoy.log_path}
