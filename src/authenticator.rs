@@ -6,10 +6,11 @@
 use crate::bundle::TrustBundle;
 use crate::client_cert::PresentedChain;
 use crate::config::{Config, TrustDomainConfig, X509ClientIdRule};
+use crate::jwt_svid::JwtSvidError;
 use crate::jwt_svid::{JwtSvid, JwtSvidPolicy};
 use crate::log_text::quote;
 use crate::oauth_error::ErrorCode::{self, InvalidClient, InvalidRequest};
-use crate::spiffe_id::SpiffeId;
+use crate::spiffe_id::{SpiffeId, TrustDomain};
 use crate::token_request::{is_form_content_type, AuthParameters, Method};
 use crate::trust_store::NoBundle;
 use crate::x509_svid;
@@ -33,6 +34,10 @@ pub struct Rejection {
     pub reason: String,
     /// The SPIFFE ID the request claimed, when there was one (log only).
     pub claimed_id: Option<String>,
+    /// Set when a fresher bundle of this trust domain could change the verdict: none fetched
+    /// yet, the last one too old, or a JWT-SVID `kid` it does not have. The filter may hold the
+    /// request for one refresh and decide again.
+    pub awaits_bundle: Option<TrustDomain>,
 }
 
 impl Rejection {
@@ -41,11 +46,17 @@ impl Rejection {
             code,
             reason: reason.into(),
             claimed_id: None,
+            awaits_bundle: None,
         }
     }
 
     pub fn claiming(mut self, id: &SpiffeId) -> Self {
         self.claimed_id = Some(id.to_string());
+        self
+    }
+
+    fn awaiting(mut self, trust_domain: &TrustDomain) -> Self {
+        self.awaits_bundle = Some(trust_domain.clone());
         self
     }
 }
@@ -227,15 +238,20 @@ fn authenticate_jwt_svid(
         .map_err(|e| Rejection::new(InvalidClient, format!("JWT-SVID: {e}")))?;
     let claimed = svid.subject();
     // The bundle is chosen by the trust domain in `sub`, among configured ones only (JWT-12, ID-9).
-    let bundle = bundle_of(config, bundles, claimed)?;
+    let (trust_domain, bundle) = bundle_of(config, bundles, claimed)?;
     let now = host_time(now)?;
     let policy = JwtSvidPolicy {
         audience: &config.issuer,
         leeway_secs: config.clock_skew.as_secs(),
     };
-    let spiffe_id = svid
-        .verify(&bundle, &policy, now)
-        .map_err(|e| Rejection::new(InvalidClient, format!("JWT-SVID: {e}")).claiming(claimed))?;
+    let spiffe_id = svid.verify(&bundle, &policy, now).map_err(|e| {
+        let rejection = Rejection::new(InvalidClient, format!("JWT-SVID: {e}")).claiming(claimed);
+        // A key the bundle does not have yet may have been published since it was fetched.
+        match e {
+            JwtSvidError::UnknownKid(_) => rejection.awaiting(trust_domain),
+            _ => rejection,
+        }
+    })?;
     // Client binding only after the signature verified (CID-9).
     let client_id = registered_client(config, &spiffe_id, params.client_id.as_deref())?;
     Ok((spiffe_id, client_id))
@@ -258,7 +274,7 @@ fn authenticate_x509_svid(
     let claimed = x509_svid::leaf_spiffe_id(&chain.leaf)
         .map_err(|e| Rejection::new(InvalidClient, format!("X509-SVID: {e}")))?;
     // Authorities of the SAN's own trust domain only (X509-1, EDGE-3).
-    let bundle = bundle_of(config, bundles, &claimed)?;
+    let (_, bundle) = bundle_of(config, bundles, &claimed)?;
     let now = host_time(now)?;
     let spiffe_id = x509_svid::verify(
         &chain.leaf,
@@ -281,13 +297,13 @@ fn authenticate_x509_svid(
     Ok((spiffe_id, client_id))
 }
 
-/// The current bundle of the trust domain that `claimed` names, if that trust domain is
+/// The trust domain that `claimed` names and its current bundle, if that trust domain is
 /// configured and its bundle has been fetched.
-fn bundle_of(
-    config: &Config,
+fn bundle_of<'c>(
+    config: &'c Config,
     bundles: &dyn BundleSource,
     claimed: &SpiffeId,
-) -> Result<Arc<TrustBundle>, Rejection> {
+) -> Result<(&'c TrustDomain, Arc<TrustBundle>), Rejection> {
     let trust_domain = config.trust_domain_of(claimed).ok_or_else(|| {
         Rejection::new(
             InvalidClient,
@@ -295,15 +311,18 @@ fn bundle_of(
         )
         .claiming(claimed)
     })?;
-    bundles.bundle_for(trust_domain).map_err(|why| {
+    let bundle = bundles.bundle_for(trust_domain).map_err(|why| {
         let reason = match why {
             NoBundle::NotFetched => "no bundle fetched yet for the trust domain".to_owned(),
             NoBundle::Stale { age_secs } => format!(
                 "the trust domain's last good bundle is {age_secs}s old, over bundle_refresh.max_staleness_seconds"
             ),
         };
-        Rejection::new(InvalidClient, reason).claiming(claimed)
-    })
+        Rejection::new(InvalidClient, reason)
+            .claiming(claimed)
+            .awaiting(&trust_domain.name)
+    })?;
+    Ok((&trust_domain.name, bundle))
 }
 
 /// Without host time no validity can be checked: fail closed.

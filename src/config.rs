@@ -44,6 +44,8 @@ pub struct BundleEndpoint {
     pub authority: String,
     pub path: String,
     pub timeout: Duration,
+    /// Whether redirects to another path on the same authority are followed (BEP-9).
+    pub follow_redirects: bool,
 }
 
 /// One configured trust domain (BEP-1: configured, never derived from a token).
@@ -116,6 +118,8 @@ pub const CLIENT_CERT_HEADERS: [&str; 2] = ["client-cert", "client-cert-chain"];
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_assertion_bytes: usize,
+    /// Largest bundle document accepted from a bundle endpoint (BEP-13).
+    pub max_bundle_bytes: usize,
 }
 
 /// When bundles are fetched (BEP-3).
@@ -127,10 +131,23 @@ pub struct RefreshPolicy {
     pub default_refresh: Duration,
     pub min_refresh: Duration,
     pub max_refresh: Duration,
-    /// Delay before trying again after a failed fetch.
+    /// Share of the bundle's `spiffe_refresh_hint` to wait between polls, in thousandths
+    /// (SPIRE's federation client polls at a quarter of the hint).
+    pub hint_permille: u64,
+    /// Up to this share (thousandths) of a delay is taken off at random, so that many
+    /// proxies started together do not poll in step.
+    pub jitter_permille: u64,
+    /// Delay before trying again after a failed fetch; doubled per consecutive failure.
     pub retry: Duration,
+    /// Ceiling of the doubled retry delay.
+    pub max_retry: Duration,
     /// Age after which a last good bundle is no longer used (BEP-8).
     pub max_staleness: Duration,
+    /// How long a token request that needs a fresher bundle (none fetched yet, unknown `kid`)
+    /// is held while one is fetched; zero decides at once.
+    pub request_wait: Duration,
+    /// Least time between two fetches of a trust domain's bundle that requests asked for.
+    pub on_demand_min_interval: Duration,
 }
 
 /// The validated configuration.
@@ -193,6 +210,12 @@ struct RawEndpoint {
     path: String,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
+    #[serde(default = "default_true")]
+    follow_redirects: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -223,6 +246,7 @@ impl Default for RawIdentityHeaders {
 struct RawLimits {
     max_body_bytes: usize,
     max_assertion_bytes: usize,
+    max_bundle_bytes: usize,
 }
 
 impl Default for RawLimits {
@@ -230,6 +254,7 @@ impl Default for RawLimits {
         RawLimits {
             max_body_bytes: 64 * 1024,
             max_assertion_bytes: 16 * 1024,
+            max_bundle_bytes: 1024 * 1024,
         }
     }
 }
@@ -241,8 +266,13 @@ struct RawRefresh {
     default_refresh_seconds: u64,
     min_refresh_seconds: u64,
     max_refresh_seconds: u64,
+    hint_fraction: f64,
+    jitter_fraction: f64,
     retry_seconds: u64,
+    max_retry_seconds: u64,
     max_staleness_seconds: u64,
+    request_wait_ms: u64,
+    on_demand_min_interval_ms: u64,
 }
 
 impl Default for RawRefresh {
@@ -252,8 +282,13 @@ impl Default for RawRefresh {
             default_refresh_seconds: 300,
             min_refresh_seconds: 60,
             max_refresh_seconds: 86_400,
+            hint_fraction: 0.25,
+            jitter_fraction: 0.1,
             retry_seconds: 10,
+            max_retry_seconds: 300,
             max_staleness_seconds: 86_400,
+            request_wait_ms: 3_000,
+            on_demand_min_interval_ms: 10_000,
         }
     }
 }
@@ -451,6 +486,7 @@ impl RawEndpoint {
             authority: self.authority,
             path: self.path,
             timeout: Duration::from_millis(self.timeout_ms),
+            follow_redirects: self.follow_redirects,
         })
     }
 }
@@ -469,9 +505,16 @@ impl RawLimits {
                 "must be between 256 and limits.max_body_bytes",
             ));
         }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_bundle_bytes) {
+            return Err(refuse(
+                "limits.max_bundle_bytes",
+                "must be between 1024 and 16777216",
+            ));
+        }
         Ok(Limits {
             max_body_bytes: self.max_body_bytes,
             max_assertion_bytes: self.max_assertion_bytes,
+            max_bundle_bytes: self.max_bundle_bytes,
         })
     }
 }
@@ -508,15 +551,49 @@ impl RawRefresh {
         if self.initial_delay_ms == 0 || self.initial_delay_ms > 60_000 {
             return Err(refuse(f("initial_delay_ms"), "must be between 1 and 60000"));
         }
+        if self.max_retry_seconds < self.retry_seconds {
+            return Err(refuse(
+                f("max_retry_seconds"),
+                "must be at least retry_seconds",
+            ));
+        }
+        let hint_permille = permille(self.hint_fraction, 0.01, 1.0)
+            .ok_or_else(|| refuse(f("hint_fraction"), "must be between 0.01 and 1"))?;
+        let jitter_permille = permille(self.jitter_fraction, 0.0, 0.5)
+            .ok_or_else(|| refuse(f("jitter_fraction"), "must be between 0 and 0.5"))?;
+        if self.request_wait_ms > 30_000 {
+            return Err(refuse(f("request_wait_ms"), "must be at most 30000"));
+        }
+        if !(100..=3_600_000).contains(&self.on_demand_min_interval_ms) {
+            return Err(refuse(
+                f("on_demand_min_interval_ms"),
+                "must be between 100 and 3600000",
+            ));
+        }
         Ok(RefreshPolicy {
             initial_delay: Duration::from_millis(self.initial_delay_ms),
             default_refresh: Duration::from_secs(self.default_refresh_seconds),
             min_refresh: Duration::from_secs(self.min_refresh_seconds),
             max_refresh: Duration::from_secs(self.max_refresh_seconds),
+            hint_permille,
+            jitter_permille,
             retry: Duration::from_secs(self.retry_seconds),
+            max_retry: Duration::from_secs(self.max_retry_seconds),
             max_staleness: Duration::from_secs(self.max_staleness_seconds),
+            request_wait: Duration::from_millis(self.request_wait_ms),
+            on_demand_min_interval: Duration::from_millis(self.on_demand_min_interval_ms),
         })
     }
+}
+
+/// A fraction within `[low, high]` in thousandths (rounded), or `None` outside it or NaN.
+fn permille(fraction: f64, low: f64, high: f64) -> Option<u64> {
+    if !(low..=high).contains(&fraction) {
+        return None;
+    }
+    // In range, so the product lies in [0, 1000] and the conversion is exact enough.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Some((fraction * 1000.0).round() as u64)
 }
 
 /// The issuer identifier is an https URL without query or fragment (RFC 8414 §2; AUD-7).

@@ -12,6 +12,7 @@ pub mod strict_json;
 
 pub mod authenticator;
 pub mod bundle_fetch;
+pub mod bundle_wait;
 pub mod client_cert;
 pub mod config;
 pub mod fetch_lease;

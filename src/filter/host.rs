@@ -90,6 +90,42 @@ pub fn dispatch(
     hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout)
 }
 
+/// Makes `context_id` the context later calls act on (a paused request, from the root
+/// context). False if the host does not know it (the request has ended).
+pub fn set_effective_context(context_id: u32) -> bool {
+    // SAFETY: an ABI function of the host taking a plain integer.
+    unsafe { abi::proxy_set_effective_context(context_id) == abi::OK }
+}
+
+/// Resumes the effective context's paused request.
+pub fn resume_request() {
+    // SAFETY: an ABI function of the host taking a plain integer.
+    let status = unsafe { abi::proxy_continue_stream(abi::STREAM_HTTP_REQUEST) };
+    if status != abi::OK {
+        log::warn!("resuming a held request failed with status {status}");
+    }
+}
+
+/// The raw host functions whose SDK wrappers panic on statuses they do not expect; declared
+/// here returning the plain status integer so that any status is handled.
+mod abi {
+    pub const OK: u32 = 0;
+    pub const STREAM_HTTP_REQUEST: u32 = 0;
+
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        pub fn proxy_set_effective_context(context_id: u32) -> u32;
+        pub fn proxy_continue_stream(stream_type: u32) -> u32;
+    }
+}
+
+/// A random number in `0..1000` for jitter (WASI randomness through the standard library's
+/// hasher seeds, mixed with the time).
+pub fn random_permille() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(now_ms()) % 1000
+}
+
 pub fn set_tick_period(period: Duration) {
     if let Err(e) = hostcalls::set_tick_period(period) {
         log::error!("set_tick_period failed: {e:?}");

@@ -1,17 +1,24 @@
 //! HTTP context: holds a token request's headers until its whole form body is read, asks the
 //! core for a verdict, then forwards it with the verified identity or answers with an OAuth error.
+//! A request whose verdict a fresher bundle could change (none fetched yet, unknown `kid`) is
+//! held for one refresh and decided again by the root context.
 
 use super::host::{self, HostSharedData};
 use crate::authenticator::{
     self, BundleSource, Credential, HeadAction, Rejection, RequestHead, Verdict,
 };
 use crate::bundle::TrustBundle;
+use crate::bundle_fetch::duration_ms;
+use crate::bundle_wait::Waiting;
 use crate::client_cert::{self, PresentedChain};
 use crate::config::{Config, TrustDomainConfig};
+use crate::fetch_lease;
 use crate::oauth_error::{error_response, ErrorCode};
+use crate::spiffe_id::TrustDomain;
 use crate::trust_store::{BundleCache, NoBundle};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -35,9 +42,74 @@ impl Head {
     }
 }
 
+/// A token request whose whole body has been read, kept until it is decided (possibly after
+/// being held for a bundle refresh, then by the root context).
+pub struct PendingRequest {
+    config: Rc<Config>,
+    cache: Rc<BundleCache>,
+    head: Head,
+    presented: Option<PresentedChain>,
+    body: Vec<u8>,
+}
+
+/// The requests this VM holds for a bundle refresh, shared by its root and HTTP contexts.
+pub type HeldRequests = Rc<RefCell<Waiting<PendingRequest>>>;
+
+impl PendingRequest {
+    /// The verdict at this moment's bundles and time.
+    pub fn verdict(&self) -> Verdict {
+        let config = &self.config;
+        let now_ms = host::now_ms();
+        let bundles = SharedBundles {
+            cache: &self.cache,
+            now_ms: now_ms.unwrap_or_default(),
+            max_staleness_ms: duration_ms(config.refresh.max_staleness),
+        };
+        authenticator::authenticate(
+            config,
+            &self.head.view(),
+            &self.body,
+            self.presented.as_ref(),
+            &bundles,
+            now_ms.map(|ms| ms / 1000),
+        )
+    }
+
+    /// Carries out `verdict`: sets the identity headers (the request headers are still held)
+    /// and returns true when the request is to be forwarded; otherwise sends the error answer.
+    pub fn conclude(&self, verdict: Verdict) -> bool {
+        let config = &self.config;
+        match verdict {
+            Verdict::Authenticated {
+                spiffe_id,
+                client_id,
+                credential,
+            } => {
+                let names = &config.identity_headers;
+                host::set_request_header(&names.spiffe_id, Some(spiffe_id.as_str()));
+                host::set_request_header(&names.client_id, Some(&client_id));
+                if credential == Credential::X509Svid && config.client_certificate.rfc9440_headers {
+                    if let Some(chain) = &self.presented {
+                        forward_rfc9440(chain);
+                    }
+                }
+                log::info!("{spiffe_id} authenticated as client {client_id:?}");
+                true
+            }
+            Verdict::PassThrough => true,
+            Verdict::Reject(rejection) => {
+                answer_rejection(config, self.head.authorization.as_deref(), &rejection);
+                false
+            }
+        }
+    }
+}
+
 pub struct TokenFilter {
+    context_id: u32,
     config: Option<Rc<Config>>,
     cache: Rc<BundleCache>,
+    held: HeldRequests,
     head: Head,
     /// The client certificate chain of an mTLS connection (read for token requests only).
     presented: Option<PresentedChain>,
@@ -47,10 +119,17 @@ pub struct TokenFilter {
 }
 
 impl TokenFilter {
-    pub fn new(config: Option<Rc<Config>>, cache: Rc<BundleCache>) -> Self {
+    pub fn new(
+        context_id: u32,
+        config: Option<Rc<Config>>,
+        cache: Rc<BundleCache>,
+        held: HeldRequests,
+    ) -> Self {
         TokenFilter {
+            context_id,
             config,
             cache,
+            held,
             head: Head::default(),
             presented: None,
             holding: false,
@@ -60,25 +139,11 @@ impl TokenFilter {
 
     fn reject(&mut self, config: &Config, rejection: &Rejection) -> Action {
         self.holding = false;
-        log::info!(
-            "token request rejected with {}: {}{}",
-            rejection.code.as_str(),
-            rejection.reason,
-            rejection
-                .claimed_id
-                .as_deref()
-                .map_or(String::new(), |id| format!(" (SPIFFE ID {id})"))
-        );
-        let response = error_response(
-            rejection.code,
-            self.head.authorization.as_deref(),
-            &config.issuer,
-        );
-        host::send_response(response.status, &response.headers, &response.body);
+        answer_rejection(config, self.head.authorization.as_deref(), rejection);
         Action::Pause
     }
 
-    /// Decides on the complete body and releases or answers the held request.
+    /// Decides on the complete body and releases, answers or holds the request.
     fn decide(&mut self) -> Action {
         let Some(config) = self.config.clone() else {
             return refuse_unconfigured();
@@ -90,46 +155,93 @@ impl TokenFilter {
             );
             return self.reject(&config, &Rejection::new(ErrorCode::InvalidRequest, reason));
         };
-        let now_ms = host::now_ms();
-        let bundles = SharedBundles {
-            cache: &self.cache,
-            now_ms: now_ms.unwrap_or_default(),
-            max_staleness_ms: u64::try_from(config.refresh.max_staleness.as_millis())
-                .unwrap_or(u64::MAX),
+        self.holding = false;
+        let pending = PendingRequest {
+            config,
+            cache: Rc::clone(&self.cache),
+            head: std::mem::take(&mut self.head),
+            presented: self.presented.take(),
+            body,
         };
-        let now = now_ms.map(|ms| ms / 1000);
-        let presented = self.presented.as_ref();
-        match authenticator::authenticate(
-            &config,
-            &self.head.view(),
-            &body,
-            presented,
-            &bundles,
-            now,
-        ) {
-            Verdict::Authenticated {
-                spiffe_id,
-                client_id,
-                credential,
-            } => {
-                // The headers are still held, so they may be changed here.
-                let names = &config.identity_headers;
-                host::set_request_header(&names.spiffe_id, Some(spiffe_id.as_str()));
-                host::set_request_header(&names.client_id, Some(&client_id));
-                if credential == Credential::X509Svid && config.client_certificate.rfc9440_headers {
-                    if let Some(chain) = &self.presented {
-                        forward_rfc9440(chain);
-                    }
-                }
-                self.holding = false;
-                log::info!("{spiffe_id} authenticated as client {client_id:?}");
-                Action::Continue
+        let verdict = pending.verdict();
+        if let Verdict::Reject(Rejection {
+            awaits_bundle: Some(td),
+            ..
+        }) = &verdict
+        {
+            if let Some(pending) = self.hold_for_refresh(pending, td) {
+                return finish(&pending, verdict);
             }
-            Verdict::PassThrough => {
-                self.holding = false;
-                Action::Continue
+            return Action::Pause;
+        }
+        finish(&pending, verdict)
+    }
+
+    /// Holds the request until the next fetch of `td`'s bundle completes, if one can start
+    /// before the wait is over; gives the request back when it is to be decided now.
+    fn hold_for_refresh(
+        &self,
+        pending: PendingRequest,
+        td: &TrustDomain,
+    ) -> Option<PendingRequest> {
+        let policy = &pending.config.refresh;
+        let Some(td_config) = pending.config.trust_domains.get(td) else {
+            return Some(pending);
+        };
+        let now = host::now_ms()?;
+        let deadline = now.saturating_add(duration_ms(policy.request_wait));
+        let min_interval = duration_ms(policy.on_demand_min_interval);
+        let lease_key = td_config.lease_key.clone();
+        match fetch_lease::demand(&HostSharedData, &lease_key, now, min_interval) {
+            Some(demand) if demand.starts_by_ms < deadline => {
+                log::debug!(
+                    "token request held for a refresh of the bundle of {td} (fetch {})",
+                    demand.completed_target
+                );
+                let mut held = self.held.borrow_mut();
+                held.hold(
+                    self.context_id,
+                    &lease_key,
+                    demand.completed_target,
+                    deadline,
+                    pending,
+                );
+                None
             }
-            Verdict::Reject(rejection) => self.reject(&config, &rejection),
+            _ => Some(pending),
+        }
+    }
+}
+
+/// The filter action for a decided request.
+fn finish(pending: &PendingRequest, verdict: Verdict) -> Action {
+    if pending.conclude(verdict) {
+        Action::Continue
+    } else {
+        Action::Pause
+    }
+}
+
+/// Logs a rejection and sends its OAuth error answer.
+fn answer_rejection(config: &Config, authorization: Option<&str>, rejection: &Rejection) {
+    log::info!(
+        "token request rejected with {}: {}{}",
+        rejection.code.as_str(),
+        rejection.reason,
+        rejection
+            .claimed_id
+            .as_deref()
+            .map_or(String::new(), |id| format!(" (SPIFFE ID {id})"))
+    );
+    let response = error_response(rejection.code, authorization, &config.issuer);
+    host::send_response(response.status, &response.headers, &response.body);
+}
+
+impl Drop for TokenFilter {
+    fn drop(&mut self) {
+        // A request still held when its stream ends (client gone) is never resumed.
+        if let Ok(mut held) = self.held.try_borrow_mut() {
+            held.forget(self.context_id);
         }
     }
 }

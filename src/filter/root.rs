@@ -1,10 +1,11 @@
 //! Root context: parses the plugin configuration once, then fetches every configured trust
-//! domain's bundle from its bundle endpoint on a timer and publishes it in shared data.
+//! domain's bundle from its bundle endpoint on a timer and publishes it in shared data, and
+//! decides the token requests of its worker that were held for a bundle refresh.
 
 use super::host::{self, HostSharedData};
-use super::http::TokenFilter;
+use super::http::{HeldRequests, TokenFilter};
 use crate::bundle::TrustBundle;
-use crate::bundle_fetch::{self, duration_ms, FetchError, InFlight, LOST_CALLOUT_GRACE};
+use crate::bundle_fetch::{self, duration_ms, Answer, FetchError, InFlight, LOST_CALLOUT_GRACE};
 use crate::config::Config;
 use crate::fetch_lease;
 use crate::spiffe_id::TrustDomain;
@@ -14,20 +15,38 @@ use proxy_wasm::types::{BufferType, ContextType};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// Tick period once the first fetch has been dispatched; due times are checked on each tick.
-const TICK: Duration = Duration::from_secs(1);
+/// Tick period once the first fetch has been dispatched: due fetches and held requests whose
+/// fetch another worker completed are noticed within one tick.
+const TICK: Duration = Duration::from_millis(100);
 
-#[derive(Default)]
 pub struct FilterRoot {
+    /// This root context's id, made effective again after deciding held requests.
+    context_id: u32,
     /// `None` until a configuration is accepted; requests are refused meanwhile.
     config: Option<Rc<Config>>,
     /// Parsed bundles of this VM, shared with its HTTP contexts.
     cache: Rc<BundleCache>,
+    /// Token requests of this worker held for a bundle refresh.
+    held: HeldRequests,
     /// Callouts this VM has outstanding.
     in_flight: InFlight,
     /// This VM's identity in the shared fetch lease.
     vm: u64,
     steady_tick: bool,
+}
+
+impl FilterRoot {
+    pub fn new(context_id: u32) -> Self {
+        FilterRoot {
+            context_id,
+            config: None,
+            cache: Rc::default(),
+            held: Rc::default(),
+            in_flight: InFlight::default(),
+            vm: 0,
+            steady_tick: false,
+        }
+    }
 }
 
 impl Context for FilterRoot {
@@ -38,37 +57,26 @@ impl Context for FilterRoot {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(td) = self.in_flight.answered(token) else {
+        let Some((td, hops)) = self.in_flight.answered(token) else {
             return;
         };
         let Some(config) = self.config.clone() else {
             return;
         };
         let now = host::now_ms().unwrap_or_default();
-        // A callout the host failed itself (e.g. a body over Envoy's buffer limit) has no
-        // headers at all, and reading them would trap the VM.
-        let status = if headers == 0 {
-            None
-        } else {
-            host::call_response_header(":status")
-        };
-        let outcome =
-            bundle_fetch::check_status_and_size(status.as_deref(), body_size).and_then(|()| {
-                let body = host::buffer(BufferType::HttpCallResponseBody, body_size)
-                    .ok_or(FetchError::BodyUnreadable)?;
-                let bundle = bundle_fetch::evaluate_response(&body)?;
-                // parse() accepted the body as UTF-8 JSON, so nothing is lost here.
-                let document = String::from_utf8_lossy(&body).into_owned();
-                Ok((bundle, document))
-            });
-        match outcome {
-            Ok((bundle, document)) => {
-                self.publish(&config, &td, &bundle, document, now);
-                let delay = bundle_fetch::refresh_delay(&bundle, &config.refresh);
-                self.release_lease(&config, &td, now.saturating_add(duration_ms(delay)));
+        match self.read_answer(&config, &td, headers, body_size, hops) {
+            Ok(Some((bundle, document))) => {
+                let delay =
+                    bundle_fetch::refresh_delay(&bundle, &config.refresh, host::random_permille());
+                self.publish(&config, &td, &bundle, document, now, delay);
+                self.release_fetched(&config, &td, now.saturating_add(duration_ms(delay)));
             }
+            // A redirect being followed: the lease stays held.
+            Ok(None) => {}
             Err(e) => self.fetch_failed(&config, &td, &e, now),
         }
+        // Requests of this worker waiting for this fetch are decided at once.
+        self.decide_held(now);
     }
 }
 
@@ -123,23 +131,20 @@ impl RootContext for FilterRoot {
             if !fetch_lease::try_take(&HostSharedData, key, self.vm, now, hold) {
                 continue;
             }
-            match host::dispatch(&ep.cluster, bundle_fetch::request_headers(ep), ep.timeout) {
-                Ok(token) => self.in_flight.dispatched(td, token, now),
-                Err(status) => {
-                    let e = FetchError::Dispatch(format!(
-                        "{status:?} (is cluster {:?} defined?)",
-                        ep.cluster
-                    ));
-                    self.fetch_failed(&config, td, &e, now);
-                }
+            if let Err(e) = self.dispatch(&config, td, &ep.path, 0, now) {
+                self.fetch_failed(&config, td, &e, now);
             }
         }
+        // Last: deciding held requests switches the effective context.
+        self.decide_held(now);
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(TokenFilter::new(
+            context_id,
             self.config.clone(),
             Rc::clone(&self.cache),
+            Rc::clone(&self.held),
         )))
     }
 
@@ -156,15 +161,123 @@ fn vm_identity() -> u64 {
 }
 
 impl FilterRoot {
-    /// Frees `td`'s fetch lease and sets when any VM fetches next.
-    fn release_lease(&self, config: &Config, td: &TrustDomain, next_due_ms: u64) {
+    /// Sends the GET for `td`'s bundle to `path` (the configured one, or a redirect's target
+    /// after `hops` redirects).
+    fn dispatch(
+        &mut self,
+        config: &Config,
+        td: &TrustDomain,
+        path: &str,
+        hops: u8,
+        now: u64,
+    ) -> Result<(), FetchError> {
+        let Some(td_config) = config.trust_domains.get(td) else {
+            return Ok(());
+        };
+        let ep = &td_config.endpoint;
+        match host::dispatch(
+            &ep.cluster,
+            bundle_fetch::request_headers(ep, path),
+            ep.timeout,
+        ) {
+            Ok(token) => {
+                self.in_flight.dispatched(td, token, now, hops);
+                Ok(())
+            }
+            Err(status) => Err(FetchError::Dispatch(format!(
+                "{status:?} (is cluster {:?} defined?)",
+                ep.cluster
+            ))),
+        }
+    }
+
+    /// Reads a bundle endpoint's answer: the bundle and its document, or `None` when a
+    /// redirect was followed (a new callout is out).
+    fn read_answer(
+        &mut self,
+        config: &Config,
+        td: &TrustDomain,
+        headers: usize,
+        body_size: usize,
+        hops: u8,
+    ) -> Result<Option<(TrustBundle, String)>, FetchError> {
+        let Some(td_config) = config.trust_domains.get(td) else {
+            return Err(FetchError::Dispatch(
+                "trust domain no longer configured".into(),
+            ));
+        };
+        // A callout the host failed itself (e.g. a body over Envoy's buffer limit) has no
+        // headers at all, and reading them would trap the VM.
+        let (status, location) = if headers == 0 {
+            (None, None)
+        } else {
+            (
+                host::call_response_header(":status"),
+                host::call_response_header("location"),
+            )
+        };
+        let answer = bundle_fetch::judge_answer(
+            status.as_deref(),
+            location.as_deref(),
+            body_size,
+            &td_config.endpoint,
+            config.limits.max_bundle_bytes,
+            hops,
+        )?;
+        match answer {
+            Answer::Redirect(path) => {
+                log::info!("bundle endpoint of {td} redirects to {path}; following it this time");
+                let now = host::now_ms().unwrap_or_default();
+                self.dispatch(config, td, &path, hops.saturating_add(1), now)?;
+                Ok(None)
+            }
+            Answer::ReadBody => {
+                let body = host::buffer(BufferType::HttpCallResponseBody, body_size)
+                    .ok_or(FetchError::BodyUnreadable)?;
+                let bundle = bundle_fetch::evaluate_response(&body)?;
+                // parse() accepted the body as UTF-8 JSON, so nothing is lost here.
+                let document = String::from_utf8_lossy(&body).into_owned();
+                Ok(Some((bundle, document)))
+            }
+        }
+    }
+
+    /// Frees `td`'s fetch lease after a good fetch and sets when any VM fetches next.
+    fn release_fetched(&self, config: &Config, td: &TrustDomain, next_due_ms: u64) {
         let Some(td_config) = config.trust_domains.get(td) else {
             return;
         };
         let key = &td_config.lease_key;
-        if let Err(e) = fetch_lease::release(&HostSharedData, key, self.vm, next_due_ms) {
+        if let Err(e) = fetch_lease::release_fetched(&HostSharedData, key, self.vm, next_due_ms) {
             log::warn!("releasing the fetch lease of {td} failed: {e:?}");
         }
+    }
+
+    /// Decides this worker's held requests whose fetch completed or whose wait is over.
+    fn decide_held(&self, now: u64) {
+        let ready = {
+            let Ok(mut held) = self.held.try_borrow_mut() else {
+                return;
+            };
+            held.take_ready(
+                |key| fetch_lease::current(&HostSharedData, key).map(|l| l.completed),
+                now,
+            )
+        };
+        if ready.is_empty() {
+            return;
+        }
+        for (context_id, pending) in ready {
+            // An ended request is unknown to the host by now; nothing to answer.
+            if !host::set_effective_context(context_id) {
+                continue;
+            }
+            // Decided once more, now without waiting.
+            if pending.conclude(pending.verdict()) {
+                host::resume_request();
+            }
+        }
+        host::set_effective_context(self.context_id);
     }
 
     fn publish(
@@ -174,10 +287,20 @@ impl FilterRoot {
         bundle: &TrustBundle,
         document: String,
         now: u64,
+        next_in: Duration,
     ) {
         let Some(td_config) = config.trust_domains.get(td) else {
             return;
         };
+        let replaced_age = trust_store::read(&HostSharedData, &td_config.bundle_key).map_or(
+            "first bundle".to_owned(),
+            |(old, _)| {
+                format!(
+                    "replaces one fetched {}s ago",
+                    now.saturating_sub(old.fetched_at_ms) / 1000
+                )
+            },
+        );
         for skipped in &bundle.skipped {
             log::warn!(
                 "bundle of {td}: key entry {} ignored: {}",
@@ -192,12 +315,13 @@ impl FilterRoot {
         };
         match trust_store::publish(&HostSharedData, &td_config.bundle_key, &stored) {
             Ok(trust_store::Published::Applied) => log::info!(
-                "bundle of {td} fetched: sequence {}, {} jwt-svid key(s), {} x509-svid authorit(ies), {} entr(ies) ignored, refresh hint {}",
+                "bundle of {td} fetched: sequence {}, {} jwt-svid key(s), {} x509-svid authorit(ies), {} entr(ies) ignored, refresh hint {}, {replaced_age}; next fetch in {}ms",
                 bundle.sequence.map_or("none".to_owned(), |s| s.to_string()),
                 bundle.jwt_keys.len(),
                 bundle.x509_authorities.len(),
                 bundle.skipped.len(),
                 bundle.refresh_hint.map_or("none".to_owned(), |s| format!("{s}s")),
+                next_in.as_millis(),
             ),
             Ok(trust_store::Published::LowerSequence { in_use }) => log::warn!(
                 "bundle of {td} not applied: its spiffe_sequence {} is lower than {in_use} in use",
@@ -208,27 +332,34 @@ impl FilterRoot {
     }
 
     fn fetch_failed(&mut self, config: &Config, td: &TrustDomain, error: &FetchError, now: u64) {
-        let kept = config
-            .trust_domains
-            .get(td)
-            .and_then(|c| trust_store::read(&HostSharedData, &c.bundle_key))
-            .map_or(
-                "no bundle yet: its SVIDs are rejected".to_owned(),
-                |(stored, _)| {
-                    format!(
-                        "keeping the bundle fetched {}s ago",
-                        now.saturating_sub(stored.fetched_at_ms) / 1000
-                    )
-                },
-            );
-        log::warn!(
-            "bundle fetch for {td} failed: {error}; {kept}; retry in {}s",
-            config.refresh.retry.as_secs()
+        let Some(td_config) = config.trust_domains.get(td) else {
+            return;
+        };
+        let kept = trust_store::read(&HostSharedData, &td_config.bundle_key).map_or(
+            "no bundle yet: its SVIDs are rejected".to_owned(),
+            |(stored, _)| {
+                format!(
+                    "keeping the bundle of sequence {} fetched {}s ago",
+                    stored.sequence.map_or("none".to_owned(), |s| s.to_string()),
+                    now.saturating_sub(stored.fetched_at_ms) / 1000
+                )
+            },
         );
-        self.release_lease(
-            config,
-            td,
-            now.saturating_add(duration_ms(config.refresh.retry)),
-        );
+        let random = host::random_permille();
+        let next_due = |failures: u32| {
+            let delay = bundle_fetch::retry_delay(&config.refresh, failures, random);
+            now.saturating_add(duration_ms(delay))
+        };
+        let released =
+            fetch_lease::release_failed(&HostSharedData, &td_config.lease_key, self.vm, next_due);
+        let retry = match released {
+            Ok(Some(failures)) => format!(
+                "failure {failures} in a row; retry in {}ms",
+                next_due(failures).saturating_sub(now)
+            ),
+            Ok(None) => "the fetch lease had lapsed".to_owned(),
+            Err(e) => format!("releasing the fetch lease failed: {e:?}"),
+        };
+        log::warn!("bundle fetch for {td} failed: {error}; {kept}; {retry}");
     }
 }

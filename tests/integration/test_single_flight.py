@@ -24,7 +24,9 @@ def stack(tmp_path_factory):
         concurrency=4,
         bundle_refresh={"initial_delay_ms": 100, "default_refresh_seconds": PERIOD,
                         "min_refresh_seconds": PERIOD, "max_refresh_seconds": 60,
-                        "retry_seconds": 1},
+                        "retry_seconds": 1, "max_retry_seconds": 1,
+                        # fixed periods, so that fetches can be counted
+                        "hint_fraction": 1, "jitter_fraction": 0},
     )
     for td, key in ((ORG, ORG_KEY), (NET, NET_KEY)):
         s.bundles[td].set_response(body=pki.bundle_bytes([key], sequence=1, refresh_hint=PERIOD))
