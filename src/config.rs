@@ -120,6 +120,8 @@ pub struct Limits {
     pub max_assertion_bytes: usize,
     /// Largest bundle document accepted from a bundle endpoint (BEP-13).
     pub max_bundle_bytes: usize,
+    /// Most token requests one worker holds for a bundle refresh; more are decided at once.
+    pub max_held_requests: usize,
 }
 
 /// When bundles are fetched (BEP-3).
@@ -247,6 +249,7 @@ struct RawLimits {
     max_body_bytes: usize,
     max_assertion_bytes: usize,
     max_bundle_bytes: usize,
+    max_held_requests: usize,
 }
 
 impl Default for RawLimits {
@@ -255,6 +258,7 @@ impl Default for RawLimits {
             max_body_bytes: 64 * 1024,
             max_assertion_bytes: 16 * 1024,
             max_bundle_bytes: 1024 * 1024,
+            max_held_requests: 256,
         }
     }
 }
@@ -511,10 +515,14 @@ impl RawLimits {
                 "must be between 1024 and 16777216",
             ));
         }
+        if self.max_held_requests > 100_000 {
+            return Err(refuse("limits.max_held_requests", "must be at most 100000"));
+        }
         Ok(Limits {
             max_body_bytes: self.max_body_bytes,
             max_assertion_bytes: self.max_assertion_bytes,
             max_bundle_bytes: self.max_bundle_bytes,
+            max_held_requests: self.max_held_requests,
         })
     }
 }

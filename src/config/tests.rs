@@ -73,6 +73,26 @@ fn minimal_config_and_defaults() {
     assert_eq!(c.refresh.default_refresh, Duration::from_secs(300));
     assert_eq!(c.refresh.initial_delay, Duration::from_millis(200));
     assert_eq!(c.refresh.max_staleness, Duration::from_secs(86_400));
+    assert_eq!(c.refresh.hint_permille, 250);
+    assert_eq!(c.refresh.jitter_permille, 100);
+    assert_eq!(c.refresh.max_retry, Duration::from_secs(300));
+    assert_eq!(c.refresh.request_wait, Duration::from_secs(3));
+    assert_eq!(c.refresh.on_demand_min_interval, Duration::from_secs(10));
+    assert_eq!(c.limits.max_bundle_bytes, 1024 * 1024);
+    assert_eq!(c.limits.max_held_requests, 256);
+    assert!(ep.follow_redirects);
+}
+
+#[test]
+fn refresh_fractions_are_read_in_thousandths() {
+    let v = with(
+        &["bundle_refresh"],
+        json!({"hint_fraction": 0.5, "jitter_fraction": 0, "request_wait_ms": 0}),
+    );
+    let c = parse(&v).unwrap();
+    assert_eq!(c.refresh.hint_permille, 500);
+    assert_eq!(c.refresh.jitter_permille, 0);
+    assert_eq!(c.refresh.request_wait, Duration::ZERO);
 }
 
 #[test]
@@ -254,6 +274,49 @@ fn field_paths_name_the_offender() {
         (
             with(&["bundle_refresh"], json!({"initial_delay_ms": 0})),
             "bundle_refresh.initial_delay_ms",
+        ),
+        (
+            with(&["bundle_refresh"], json!({"hint_fraction": 0})),
+            "bundle_refresh.hint_fraction",
+        ),
+        (
+            with(&["bundle_refresh"], json!({"hint_fraction": 1.5})),
+            "bundle_refresh.hint_fraction",
+        ),
+        (
+            with(&["bundle_refresh"], json!({"jitter_fraction": 0.9})),
+            "bundle_refresh.jitter_fraction",
+        ),
+        (
+            with(&["bundle_refresh"], json!({"jitter_fraction": "0.1"})),
+            "bundle_refresh.jitter_fraction",
+        ),
+        (
+            with(&["bundle_refresh"], json!({"max_retry_seconds": 5})),
+            "bundle_refresh.max_retry_seconds",
+        ),
+        (
+            with(&["bundle_refresh"], json!({"request_wait_ms": 30_001})),
+            "bundle_refresh.request_wait_ms",
+        ),
+        (
+            with(&["bundle_refresh"], json!({"on_demand_min_interval_ms": 99})),
+            "bundle_refresh.on_demand_min_interval_ms",
+        ),
+        (
+            with(&["limits"], json!({"max_bundle_bytes": 1023})),
+            "limits.max_bundle_bytes",
+        ),
+        (
+            with(&["limits"], json!({"max_held_requests": 100_001})),
+            "limits.max_held_requests",
+        ),
+        (
+            with(
+                &["trust_domains", "example.org", "bundle_endpoint", "follow_redirects"],
+                json!("yes"),
+            ),
+            "trust_domains.example.org.bundle_endpoint.follow_redirects",
         ),
         (with(&["audience"], json!("x")), "audience"),
         (with(&["x509_client_id"], json!("equal")), "x509_client_id"),

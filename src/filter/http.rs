@@ -188,6 +188,11 @@ impl TokenFilter {
         let Some(td_config) = pending.config.trust_domains.get(td) else {
             return Some(pending);
         };
+        let held_now = self.held.borrow().len();
+        if held_now >= pending.config.limits.max_held_requests {
+            log::warn!("{held_now} token requests already held for bundle refreshes; deciding this one now");
+            return Some(pending);
+        }
         let now = host::now_ms()?;
         let deadline = now.saturating_add(duration_ms(policy.request_wait));
         let min_interval = duration_ms(policy.on_demand_min_interval);
