@@ -4,6 +4,11 @@ The bundle clusters are derived from the plugin config (``trust_domains.*.bundle
 ``cluster`` and ``authority``); ``bundle_ports`` maps each trust domain to the local port
 of its bundle server. With ``wasm_path=None`` the wasm filter block is left out (useful to
 check the rest of the setup before the filter is built).
+
+With ``dynamic_listeners=True`` the same rendered listeners are served by file-based LDS
+instead (``<workdir>/<name>-lds/listeners.yaml``), so ``update_plugin_config`` can change the
+plugin configuration of the running Envoy: same process, same shared data. The clusters stay
+static, those of the initial configuration.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import re
 import shutil
 import signal
 import subprocess
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATE_DIR = REPO / "envoy"
 DEFAULT_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "spiffe_oauth_filter.wasm"
 _WASM_BLOCK = re.compile(r"^[ \t]*# >>> wasm-filter.*?^[ \t]*# <<< wasm-filter[^\n]*\n", re.M | re.S)
+_LISTENERS = re.compile(r"^  listeners:\n(.*?)(?=^  clusters:)", re.M | re.S)
+_LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 
 
 def envoy_binary() -> str:
@@ -80,13 +88,38 @@ def render_config(plugin_config: dict, *, wasm_path: Path | None, ca_file: Path,
     )
 
 
+def split_listeners(config_text: str, lds_path: Path, version: int) -> tuple[str, str]:
+    """A rendered config with file-based LDS: (bootstrap, LDS file of ``version``). The
+    bootstrap is ``config_text`` without ``static_resources.listeners``, reading them from
+    ``lds_path``; the LDS file holds those listeners, unchanged, as a DiscoveryResponse."""
+    found = _LISTENERS.search(config_text)
+    if found is None:
+        raise ValueError("no static_resources.listeners section in the rendered config")
+    listeners = re.sub(r"^- name:", f'- "@type": {_LISTENER_TYPE}\n  name:',
+                       textwrap.dedent(found.group(1)), flags=re.M)
+    lds = f'version_info: "{version}"\nresources:\n{listeners}'
+    bootstrap = config_text[:found.start()] + config_text[found.end():] + textwrap.dedent(f"""
+        # Listeners from file-based LDS (harness/envoy.py, dynamic_listeners=True). Envoy
+        # rereads {lds_path.name} when a file is moved into its directory.
+        node: {{ id: spiffe-oauth-filter, cluster: spiffe-oauth-filter }}
+        dynamic_resources:
+          lds_config:
+            resource_api_version: V3
+            path_config_source:
+              path: "{lds_path}"
+              watched_directory: {{ path: "{lds_path.parent}" }}
+        """)
+    return bootstrap, lds
+
+
 class Envoy:
     """One Envoy process. Logs go to ``<workdir>/envoy.log``."""
 
     def __init__(self, workdir: str | Path, plugin_config: dict, *, ca_file: Path, as_port: int,
                  bundle_ports: dict[str, int], wasm_path: Path | None = DEFAULT_WASM,
                  concurrency: int = 1, log_level: str = "info",
-                 component_log_level: str = "wasm:debug", name: str = "envoy"):
+                 component_log_level: str = "wasm:debug", name: str = "envoy",
+                 dynamic_listeners: bool = False):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.plugin_config = plugin_config
@@ -98,11 +131,20 @@ class Envoy:
         self.mtls_port = free_port()
         self.config_path = self.workdir / f"{name}.yaml"
         self.log_path = self.workdir / f"{name}.log"
-        self.config_path.write_text(render_config(
-            plugin_config, wasm_path=wasm_path, ca_file=ca_file, as_port=as_port,
-            bundle_ports=bundle_ports, listener_port=self.listener_port, admin_port=self.admin_port,
-            mtls_port=self.mtls_port,
-        ))
+        self._render_args = dict(
+            wasm_path=wasm_path, ca_file=ca_file, as_port=as_port, bundle_ports=bundle_ports,
+            listener_port=self.listener_port, admin_port=self.admin_port, mtls_port=self.mtls_port,
+        )
+        text = render_config(plugin_config, **self._render_args)
+        self.lds_path: Path | None = None
+        self.lds_version = 0
+        if dynamic_listeners:
+            self.lds_path = self.workdir / f"{name}-lds" / "listeners.yaml"
+            self.lds_path.parent.mkdir(exist_ok=True)
+            self.lds_version = 1
+            text, lds = split_listeners(text, self.lds_path, self.lds_version)
+            self.lds_path.write_text(lds)
+        self.config_path.write_text(text)
         self.proc: subprocess.Popen | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -154,6 +196,64 @@ class Envoy:
 
     def __exit__(self, *exc):
         self.stop()
+
+    # ------------------------------------------------------ configuration update
+
+    def update_plugin_config(self, plugin_config: dict, timeout: float = 10.0):
+        """Give the running Envoy (``dynamic_listeners=True``) a new plugin configuration: the
+        LDS file is rewritten and moved into place, then this waits until Envoy accepted it
+        (``lds.update_success``), every listener serves it (config dump) and every worker has
+        taken the new listener (``listener_create_success``). Raises if Envoy rejected it."""
+        if self.lds_path is None:
+            raise RuntimeError("update_plugin_config needs Envoy(..., dynamic_listeners=True)")
+        missing = [td for td in plugin_config.get("trust_domains", {})
+                   if td not in self._render_args["bundle_ports"]]
+        if missing:
+            raise ValueError(f"no bundle cluster for {missing}: clusters are fixed at start")
+        if plugin_config == self.plugin_config:
+            return  # Envoy ignores an unchanged listener; there would be nothing to wait for
+        success = self.counter("listener_manager.lds.update_success")
+        rejected = self.counter("listener_manager.lds.update_rejected")
+        created = self.counter("listener_manager.listener_create_success")
+        version = self.lds_version + 1
+        _, lds = split_listeners(render_config(plugin_config, **self._render_args),
+                                 self.lds_path, version)
+        staged = self.lds_path.parent.parent / f".{self.lds_path.parent.name}.{version}.tmp"
+        staged.write_text(lds)
+        os.rename(staged, self.lds_path)  # the move is what Envoy's directory watch sees
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.counter("listener_manager.lds.update_rejected") > rejected:
+                raise RuntimeError(f"Envoy rejected LDS version {version}:\n{self.log_tail()}")
+            if self.counter("listener_manager.lds.update_success") > success:
+                served = self.served_plugin_configs()
+                # Workers take a listener update after the config dump shows it; each worker's
+                # switch-over of each listener counts one listener_create_success.
+                if (served and all(configs == [plugin_config] for configs in served.values())
+                        and self.counter("listener_manager.listener_create_success")
+                        >= created + self.concurrency * len(served)):
+                    self.lds_version = version
+                    self.plugin_config = plugin_config
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"LDS version {version} not applied in {timeout}s:\n{self.log_tail()}")
+
+    def served_plugin_configs(self) -> dict[str, list[dict]]:
+        """Per dynamic listener (config dump), the distinct plugin configurations its active
+        filter chains give the wasm filter; ``[]`` while a new version is warming."""
+        dump = json.loads(self.admin_get("/config_dump?resource=dynamic_listeners"))
+        served = {}
+        for entry in dump.get("configs", []):
+            listener = entry.get("active_state", {}).get("listener", {})
+            configs = [] if "warming_state" in entry else [
+                json.loads(http_filter["typed_config"]["config"]["configuration"]["value"])
+                for chain in listener.get("filter_chains", [])
+                for network_filter in chain.get("filters", [])
+                for http_filter in network_filter.get("typed_config", {}).get("http_filters", [])
+                if http_filter.get("name") == "envoy.filters.http.wasm"
+            ]
+            served[entry["name"]] = [c for i, c in enumerate(configs) if c not in configs[:i]]
+        return served
 
     # ------------------------------------------------------------------- access
 

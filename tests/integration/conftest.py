@@ -124,9 +124,11 @@ class Stack:
 
 def start_stack(workdir: Path, bundle_keys: dict[str, list[pki.SigningKey]], clients: list[dict],
                 down: tuple[str, ...] = (), x509_authorities: dict[str, list] | None = None,
-                concurrency: int | None = None, **config_overrides) -> Stack:
+                concurrency: int | None = None, dynamic_listeners: bool = False,
+                **config_overrides) -> Stack:
     """Start bundle servers (except those in ``down``), the AS and Envoy with the filter.
-    ``x509_authorities`` adds ``x509-svid`` entries (harness.svid CAs) to the bundles."""
+    ``x509_authorities`` adds ``x509-svid`` entries (harness.svid CAs) to the bundles;
+    ``dynamic_listeners`` serves the listeners by LDS (``stack.envoy.update_plugin_config``)."""
     trust_domains = list(bundle_keys)
     tls = pki.write_tls_pki(workdir / "pki", [AS_HOST] + [f"bundle.{td}" for td in trust_domains])
     x509_authorities = x509_authorities or {}
@@ -142,7 +144,8 @@ def start_stack(workdir: Path, bundle_keys: dict[str, list[pki.SigningKey]], cli
     config = plugin_config(trust_domains, clients, **config_overrides)
     envoy = Envoy(workdir, config, wasm_path=wasm_path(), ca_file=tls.ca_cert, as_port=auth.port,
                   bundle_ports={td: s.port for td, s in bundles.items()},
-                  concurrency=concurrency or int(os.environ.get("ENVOY_CONCURRENCY", "1")))
+                  concurrency=concurrency or int(os.environ.get("ENVOY_CONCURRENCY", "1")),
+                  dynamic_listeners=dynamic_listeners)
     stack = Stack(workdir, tls, bundles, auth, envoy, config)
     try:
         envoy.start()
