@@ -97,10 +97,12 @@ class BundleResponse:
     body: bytes = b""
     delay: float = 0.0
     content_type: str = "application/json"
+    location: str | None = None  # sent as a Location header (redirects)
 
 
 class BundleServer(_BackgroundServer):
-    """HTTPS server that serves a SPIFFE bundle at ``path`` (other paths: 404).
+    """HTTPS server that serves a SPIFFE bundle at ``path``, and whatever ``serve_also`` set at
+    other paths (anything else: 404).
 
     Every response carries ``Connection: close``, so a stopped server really is down
     (no pooled connection keeps answering).
@@ -110,6 +112,7 @@ class BundleServer(_BackgroundServer):
         super().__init__(port)
         self.path = path
         self.response = BundleResponse(body=body)
+        self.other_paths: dict[str, BundleResponse] = {}
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, headers)
         self._lock = threading.Lock()
         self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -121,9 +124,15 @@ class BundleServer(_BackgroundServer):
         with self._lock:
             return sum(1 for _, p, _ in self.requests if p == self.path)
 
+    def hits_on(self, path: str) -> int:
+        with self._lock:
+            return sum(1 for _, p, _ in self.requests if p == path)
+
     def set_response(self, body: bytes | None = None, status: int | None = None,
-                     delay: float | None = None, content_type: str | None = None):
-        """Change what the next requests get; unspecified parts stay as they are."""
+                     delay: float | None = None, content_type: str | None = None,
+                     location: str | None = None):
+        """Change what the next requests get; unspecified parts stay as they are, except
+        ``location``, which is sent only when given."""
         with self._lock:
             r = self.response
             self.response = BundleResponse(
@@ -131,7 +140,13 @@ class BundleServer(_BackgroundServer):
                 body=r.body if body is None else body,
                 delay=r.delay if delay is None else delay,
                 content_type=r.content_type if content_type is None else content_type,
+                location=location,
             )
+
+    def serve_also(self, path: str, body: bytes, status: int = 200):
+        """Answer GETs of ``path`` (another path than the bundle's) with ``body``."""
+        with self._lock:
+            self.other_paths[path] = BundleResponse(status=status, body=body)
 
     def _make_server(self) -> _Server:
         owner = self
@@ -141,13 +156,15 @@ class BundleServer(_BackgroundServer):
             def do_GET(self):
                 with owner._lock:
                     owner.requests.append(("GET", self.path, dict(self.headers.items())))
-                    resp = owner.response
-                if self.path != owner.path:
-                    resp = BundleResponse(status=404, body=b"not found\n", content_type="text/plain")
+                    resp = owner.response if self.path == owner.path else owner.other_paths.get(
+                        self.path,
+                        BundleResponse(status=404, body=b"not found\n", content_type="text/plain"))
                 if resp.delay:
                     time.sleep(resp.delay)
                 self.send_response(resp.status)
                 self.send_header("content-type", resp.content_type)
+                if resp.location is not None:
+                    self.send_header("location", resp.location)
                 self.send_header("content-length", str(len(resp.body)))
                 self.send_header("connection", "close")
                 self.end_headers()

@@ -277,6 +277,52 @@ fn j17_bep_7_no_bundle_fails_closed() {
     );
 }
 
+fn awaited(v: Verdict) -> Option<String> {
+    match v {
+        Verdict::Reject(r) => r.awaits_bundle.map(|td| td.to_string()),
+        other => panic!("not rejected: {other:?}"),
+    }
+}
+
+/// A fresher bundle may cure exactly these rejections (the filter holds such a request for one
+/// refresh): no bundle yet (BEP-7), and a `kid` the bundle lacks (rotation, JWT-11).
+#[test]
+fn rejections_a_refresh_may_cure() {
+    let unknown_kid = EcKey::p256(2).sign(&BASE_HEADER.replace("k1", "k2"), BASE_CLAIMS);
+    assert_eq!(
+        awaited(decide(&post(), &body_with(&unknown_kid, ""))),
+        Some("example.org".to_owned())
+    );
+    let cold = EcKey::p256(1).sign(
+        BASE_HEADER,
+        &BASE_CLAIMS.replace("example.org", "example.com"),
+    );
+    assert_eq!(
+        awaited(decide(&post(), &body_with(&cold, ""))),
+        Some("example.com".to_owned())
+    );
+    // Known kid, wrong key: no refresh can help (and must not be triggered by forgers at will).
+    let forged = EcKey::p256(2).sign(BASE_HEADER, BASE_CLAIMS);
+    assert_eq!(awaited(decide(&post(), &body_with(&forged, ""))), None);
+    let unconfigured = EcKey::p256(1).sign(
+        BASE_HEADER,
+        &BASE_CLAIMS.replace("example.org", "unconfigured.example.net"),
+    );
+    assert_eq!(
+        awaited(decide(&post(), &body_with(&unconfigured, ""))),
+        None
+    );
+    let expired = EcKey::p256(2).sign(
+        &BASE_HEADER.replace("k1", "k2"),
+        &BASE_CLAIMS.replace("1747124600", "1"),
+    );
+    assert_eq!(
+        awaited(decide(&post(), &body_with(&expired, ""))),
+        None,
+        "claims are judged before the key is looked up: an expired token never causes a fetch"
+    );
+}
+
 /// ERR-2 choice: a jwt-spiffe type without client_assertion is a missing parameter.
 #[test]
 fn err_2_missing_assertion_is_invalid_request() {

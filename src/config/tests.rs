@@ -300,7 +300,10 @@ fn field_paths_name_the_offender() {
             "bundle_refresh.request_wait_ms",
         ),
         (
-            with(&["bundle_refresh"], json!({"on_demand_min_interval_ms": 99})),
+            with(
+                &["bundle_refresh"],
+                json!({"on_demand_min_interval_ms": 99}),
+            ),
             "bundle_refresh.on_demand_min_interval_ms",
         ),
         (
@@ -313,7 +316,12 @@ fn field_paths_name_the_offender() {
         ),
         (
             with(
-                &["trust_domains", "example.org", "bundle_endpoint", "follow_redirects"],
+                &[
+                    "trust_domains",
+                    "example.org",
+                    "bundle_endpoint",
+                    "follow_redirects",
+                ],
                 json!("yes"),
             ),
             "trust_domains.example.org.bundle_endpoint.follow_redirects",
