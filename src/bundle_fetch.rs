@@ -232,6 +232,11 @@ struct Outstanding {
 /// answers timeouts with a synthetic 504, so this only covers VMs whose callbacks never run).
 pub const LOST_CALLOUT_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a fetch lease is held for one callout: after this its holder is presumed lost.
+pub fn lease_hold_ms(endpoint: &BundleEndpoint) -> u64 {
+    duration_ms(endpoint.timeout.saturating_add(LOST_CALLOUT_GRACE))
+}
+
 impl InFlight {
     /// Whether a callout for `td` sent by this VM may still be answered.
     pub fn is_live(&self, td: &TrustDomain, now_ms: u64, timeout: Duration) -> bool {

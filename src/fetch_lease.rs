@@ -91,6 +91,15 @@ pub fn try_take(shared: &dyn SharedData, key: &str, me: u64, now_ms: u64, hold_m
     write(shared, key, &taken, Some(cas))
 }
 
+/// Extends `me`'s lease to `until_ms` (a redirect being followed starts a new callout).
+/// Returns whether `me` still held it.
+pub fn renew(shared: &dyn SharedData, key: &str, me: u64, until_ms: u64) -> bool {
+    let Some((lease, cas)) = read(shared, key) else {
+        return false;
+    };
+    lease.holder == me && write(shared, key, &Lease { until_ms, ..lease }, Some(cas))
+}
+
 /// Gives the lease back after a good fetch, setting when the next one is due. Returns whether
 /// `me` still held it (it may have lapsed and been taken over).
 pub fn release_fetched(
@@ -283,6 +292,17 @@ mod tests {
         shared.set(KEY, b"garbage", None).unwrap();
         assert!(try_take(&shared, KEY, 7, 1, HOLD));
         assert_eq!(read(&shared, KEY).unwrap().0.holder, 7);
+    }
+
+    /// A redirect renews the holder's lease; nobody else can renew it.
+    #[test]
+    fn renew_extends_only_the_holders_lease() {
+        let shared = MemorySharedData::default();
+        assert!(try_take(&shared, KEY, 1, 1_000, HOLD));
+        assert!(!renew(&shared, KEY, 2, 20_000));
+        assert!(renew(&shared, KEY, 1, 1_000 + 2 * HOLD));
+        assert!(!try_take(&shared, KEY, 2, 1_000 + HOLD, HOLD), "renewed");
+        assert!(try_take(&shared, KEY, 2, 1_000 + 2 * HOLD, HOLD));
     }
 
     /// Consecutive failures are counted for the backoff and reset by a good fetch; every

@@ -169,31 +169,35 @@ impl TokenFilter {
             ..
         }) = &verdict
         {
-            if let Some(pending) = self.hold_for_refresh(pending, td) {
-                return finish(&pending, verdict);
-            }
-            return Action::Pause;
+            return match self.hold_for_refresh(pending, td) {
+                Hold::Held => Action::Pause,
+                Hold::DecideNow(pending) => finish(&pending, verdict),
+            };
         }
         finish(&pending, verdict)
     }
 
     /// Holds the request until the next fetch of `td`'s bundle completes, if one can start
-    /// before the wait is over; gives the request back when it is to be decided now.
-    fn hold_for_refresh(
-        &self,
-        pending: PendingRequest,
-        td: &TrustDomain,
-    ) -> Option<PendingRequest> {
+    /// before the wait is over; otherwise gives the request back to be decided now.
+    fn hold_for_refresh(&self, pending: PendingRequest, td: &TrustDomain) -> Hold {
         let policy = &pending.config.refresh;
         let Some(td_config) = pending.config.trust_domains.get(td) else {
-            return Some(pending);
+            return Hold::DecideNow(pending);
         };
-        let held_now = self.held.borrow().len();
-        if held_now >= pending.config.limits.max_held_requests {
-            log::warn!("{held_now} token requests already held for bundle refreshes; deciding this one now");
-            return Some(pending);
+        let Ok(mut held) = self.held.try_borrow_mut() else {
+            return Hold::DecideNow(pending);
+        };
+        if held.len() >= pending.config.limits.max_held_requests {
+            log::warn!(
+                "{} token requests already held for bundle fetches; deciding this one now",
+                held.len()
+            );
+            return Hold::DecideNow(pending);
         }
-        let now = host::now_ms()?;
+        // Without host time there is no deadline: decide now.
+        let Some(now) = host::now_ms() else {
+            return Hold::DecideNow(pending);
+        };
         let deadline = now.saturating_add(duration_ms(policy.request_wait));
         let min_interval = duration_ms(policy.on_demand_min_interval);
         let lease_key = td_config.lease_key.clone();
@@ -203,7 +207,6 @@ impl TokenFilter {
                     "token request held for a refresh of the bundle of {td} (fetch {})",
                     demand.completed_target
                 );
-                let mut held = self.held.borrow_mut();
                 held.hold(
                     self.context_id,
                     &lease_key,
@@ -211,11 +214,17 @@ impl TokenFilter {
                     deadline,
                     pending,
                 );
-                None
+                Hold::Held
             }
-            _ => Some(pending),
+            _ => Hold::DecideNow(pending),
         }
     }
+}
+
+/// Whether a request was held for a bundle fetch.
+enum Hold {
+    Held,
+    DecideNow(PendingRequest),
 }
 
 /// The filter action for a decided request.

@@ -5,7 +5,7 @@
 use super::host::{self, HostSharedData};
 use super::http::{HeldRequests, TokenFilter};
 use crate::bundle::TrustBundle;
-use crate::bundle_fetch::{self, duration_ms, Answer, FetchError, InFlight, LOST_CALLOUT_GRACE};
+use crate::bundle_fetch::{self, duration_ms, Answer, FetchError, InFlight};
 use crate::config::Config;
 use crate::fetch_lease;
 use crate::spiffe_id::TrustDomain;
@@ -127,7 +127,7 @@ impl RootContext for FilterRoot {
             }
             // One VM per due fetch, process-wide (BEP-12, FC-20).
             let key = &td_config.lease_key;
-            let hold = duration_ms(ep.timeout.saturating_add(LOST_CALLOUT_GRACE));
+            let hold = bundle_fetch::lease_hold_ms(ep);
             if !fetch_lease::try_take(&HostSharedData, key, self.vm, now, hold) {
                 continue;
             }
@@ -228,6 +228,12 @@ impl FilterRoot {
             Answer::Redirect(path) => {
                 log::info!("bundle endpoint of {td} redirects to {path}; following it this time");
                 let now = host::now_ms().unwrap_or_default();
+                let ep = &td_config.endpoint;
+                let hold = bundle_fetch::lease_hold_ms(ep);
+                let key = &td_config.lease_key;
+                if !fetch_lease::renew(&HostSharedData, key, self.vm, now.saturating_add(hold)) {
+                    return Err(FetchError::Dispatch("the fetch lease lapsed".into()));
+                }
                 self.dispatch(config, td, &path, hops.saturating_add(1), now)?;
                 Ok(None)
             }
