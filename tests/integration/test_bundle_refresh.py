@@ -138,6 +138,25 @@ def assert_no_trap(stack):
     assert reloads == {}
 
 
+def test_slow_endpoint_times_out_and_keeps_last_good_bundle(stack):
+    """BEP-6, BEP-13: an endpoint slower than the callout timeout (2 s here) fails the fetch
+    (Envoy answers 504) and the last good bundle stays in use."""
+    stack.bundles[ORG].set_response(body=pki.bundle_bytes([NEW_KEY], sequence=2, refresh_hint=HINT), status=200)
+    assert stack.wait_until_accepted(pki.mint_svid(NEW_KEY, DEMO, ISSUER), timeout=10)
+    failed_before = len(fetch_failures(stack))
+    stack.bundles[ORG].set_response(delay=3)
+    try:
+        deadline = time.monotonic() + 10
+        while len(fetch_failures(stack)) <= failed_before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        failures = fetch_failures(stack)[failed_before:]
+        assert failures and "HTTP status 504" in failures[0], failures
+        resp = stack.post_assertion(pki.mint_svid(NEW_KEY, DEMO, ISSUER))
+        assert resp.status == 200, (resp.status, resp.body)
+    finally:
+        stack.bundles[ORG].set_response(delay=0)
+
+
 def test_endpoint_down_keeps_last_good_bundle(stack):
     """BEP-6: connection refused on refresh → last good bundle kept."""
     stack.bundles[ORG].set_response(body=pki.bundle_bytes([NEW_KEY], sequence=2, refresh_hint=HINT),
