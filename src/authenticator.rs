@@ -55,8 +55,13 @@ impl Rejection {
         self
     }
 
-    fn awaiting(mut self, trust_domain: &TrustDomain) -> Self {
-        self.awaits_bundle = Some(trust_domain.clone());
+    /// Marks the rejection as one a fresher bundle of `trust_domain` could cure, when the
+    /// claimed ID is a registered client: a token naming anybody else could never be accepted,
+    /// so it must not hold a request or bring a fetch forward.
+    fn awaiting(mut self, config: &Config, claimed: &SpiffeId, trust_domain: &TrustDomain) -> Self {
+        if config.clients.contains_key(claimed) {
+            self.awaits_bundle = Some(trust_domain.clone());
+        }
         self
     }
 }
@@ -248,7 +253,7 @@ fn authenticate_jwt_svid(
         let rejection = Rejection::new(InvalidClient, format!("JWT-SVID: {e}")).claiming(claimed);
         // A key the bundle does not have yet may have been published since it was fetched.
         match e {
-            JwtSvidError::UnknownKid(_) => rejection.awaiting(trust_domain),
+            JwtSvidError::UnknownKid(_) => rejection.awaiting(config, claimed, trust_domain),
             _ => rejection,
         }
     })?;
@@ -320,7 +325,7 @@ fn bundle_of<'c>(
         };
         Rejection::new(InvalidClient, reason)
             .claiming(claimed)
-            .awaiting(&trust_domain.name)
+            .awaiting(config, claimed, &trust_domain.name)
     })?;
     Ok((&trust_domain.name, bundle))
 }

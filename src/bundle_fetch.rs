@@ -119,7 +119,7 @@ pub fn judge_answer(
                 location: shown(),
                 why: "no Location header",
             })?;
-            redirect_path(location, &endpoint.authority)
+            redirect_path(location, &endpoint.authority, &endpoint.path)
                 .map(Answer::Redirect)
                 .map_err(|why| FetchError::Redirect {
                     location: shown(),
@@ -130,32 +130,58 @@ pub fn judge_answer(
     }
 }
 
+/// Longest `Location` considered.
+const MAX_LOCATION_BYTES: usize = 2048;
+
 /// The path a redirect leads to, if it stays on the endpoint's own authority over https: the
 /// callout can only reach the configured cluster, whose TLS settings check that authority's
 /// certificate, so a redirect to another host cannot be followed with the same checks (BEP-9).
-fn redirect_path(location: &str, authority: &str) -> Result<String, &'static str> {
-    if location.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err("the location has spaces or control characters");
+/// `base_path` is the configured path, against which a relative reference is resolved.
+fn redirect_path(location: &str, authority: &str, base_path: &str) -> Result<String, &'static str> {
+    if location.len() > MAX_LOCATION_BYTES {
+        return Err("the location is too long");
     }
-    let same_host_path = if let Some(rest) = location
-        .strip_prefix("https://")
-        .or_else(|| location.strip_prefix("//"))
-    {
+    if location.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+        return Err("the location has spaces, control or non-ASCII characters");
+    }
+    let lower = location.get(..8).map(str::to_ascii_lowercase);
+    let after_scheme = match lower.as_deref() {
+        Some("https://") => location.get(8..),
+        _ if location.starts_with("//") => location.get(2..),
+        _ => None,
+    };
+    let target = if let Some(rest) = after_scheme {
         let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (host, path) = rest.split_at(split);
         if host.contains('@') {
             return Err("the location has userinfo");
         }
-        if !host.eq_ignore_ascii_case(authority) {
+        let host = host.strip_suffix(":443").unwrap_or(host);
+        let configured = authority.strip_suffix(":443").unwrap_or(authority);
+        if !host.eq_ignore_ascii_case(configured) {
             return Err("another host (no cluster is configured for it)");
         }
-        path
+        path.to_owned()
     } else if location.starts_with('/') {
-        location
-    } else {
+        location.to_owned()
+    } else if location.contains(':') && !location.starts_with(['.', '?', '#']) {
         return Err("not https on the same host");
+    } else {
+        // A relative reference: resolved against the configured path's directory.
+        let dir = base_path
+            .rfind('/')
+            .and_then(|at| base_path.get(..=at))
+            .unwrap_or("/");
+        if location.starts_with(['?', '#']) {
+            format!(
+                "{}{location}",
+                base_path.split(['?', '#']).next().unwrap_or("/")
+            )
+        } else {
+            format!("{dir}{location}")
+        }
     };
-    let path = same_host_path.split('#').next().unwrap_or_default();
+    let path = target.split('#').next().unwrap_or_default();
     Ok(match path {
         "" => "/".to_owned(),
         p if p.starts_with('?') => format!("/{p}"),
@@ -421,14 +447,32 @@ mod tests {
             judge(Some("307"), Some("//bundle.example.org/x"), 0),
             to("/x")
         );
+        assert_eq!(
+            judge(Some("302"), Some("HTTPS://bundle.example.org:443/y"), 0),
+            to("/y")
+        );
+        assert_eq!(judge(Some("302"), Some("v2.json"), 0), to("/v2.json"));
+        assert_eq!(judge(Some("302"), Some("?v=2"), 0), to("/bundle.json?v=2"));
+        let nested = BundleEndpoint {
+            path: "/spiffe/bundle.json".into(),
+            ..endpoint()
+        };
+        assert_eq!(
+            judge_answer(Some("302"), Some("v2.json"), 0, &nested, 1000, 0),
+            Ok(Answer::Redirect("/spiffe/v2.json".into()))
+        );
+        let long = format!("/{}", "a".repeat(MAX_LOCATION_BYTES));
         for bad in [
             "http://bundle.example.org/b",
             "https://cdn.example.net/b",
+            "https://bundle.example.org:8443/b",
             "https://evil@bundle.example.org/b",
             "https://bundle.example.org.evil/b",
-            "b.json",
+            "ftp://bundle.example.org/b",
             "/a b",
             "/a\n",
+            "/caf\u{e9}",
+            &long,
         ] {
             assert!(
                 matches!(

@@ -35,6 +35,22 @@ impl Lease {
     fn in_flight(&self, now_ms: u64) -> bool {
         self.holder != 0 && now_ms < self.until_ms
     }
+
+    /// The lease as seen at `now_ms`. A last fetch that started after `now_ms` means the host
+    /// clock went back: the times written since are meaningless, so the lease counts as free
+    /// and due, rather than stalling fetches until the clock catches up.
+    fn at(self, now_ms: u64) -> Lease {
+        if self.last_start_ms <= now_ms {
+            return self;
+        }
+        Lease {
+            holder: 0,
+            until_ms: 0,
+            next_due_ms: now_ms,
+            last_start_ms: 0,
+            ..self
+        }
+    }
 }
 
 /// The shared-data key of a trust domain's lease, beside its bundle key.
@@ -78,6 +94,7 @@ pub fn try_take(shared: &dyn SharedData, key: &str, me: u64, now_ms: u64, hold_m
     let Some((lease, cas)) = read_or_init(shared, key, now_ms) else {
         return false;
     };
+    let lease = lease.at(now_ms);
     let held_by_other = lease.in_flight(now_ms) && lease.holder != me;
     if now_ms < lease.next_due_ms || held_by_other {
         return false;
@@ -174,7 +191,8 @@ pub struct Demand {
 /// A request needs a fresher bundle (none yet, or its `kid` is unknown): brings the next fetch
 /// forward to now, or to `min_interval_ms` after the last one started, whichever is later, so
 /// that however many requests ask, fetches stay rate-limited per trust domain across all VMs.
-/// `None` if the lease cannot be read or written.
+/// While fetches are failing, the backoff's due time stands: requests never make a failing
+/// endpoint be asked more often (BEP-6). `None` if the lease cannot be read or written.
 pub fn demand(
     shared: &dyn SharedData,
     key: &str,
@@ -183,6 +201,7 @@ pub fn demand(
 ) -> Option<Demand> {
     for _ in 0..4 {
         let (lease, cas) = read_or_init(shared, key, now_ms)?;
+        let lease = lease.at(now_ms);
         let completed_target = lease.completed.saturating_add(1);
         if lease.in_flight(now_ms) {
             return Some(Demand {
@@ -198,7 +217,7 @@ pub fn demand(
                 .saturating_add(min_interval_ms)
                 .max(now_ms)
         };
-        if lease.next_due_ms <= allowed_at {
+        if lease.next_due_ms <= allowed_at || lease.failures > 0 {
             return Some(Demand {
                 completed_target,
                 starts_by_ms: lease.next_due_ms.max(now_ms),
@@ -415,6 +434,35 @@ mod tests {
             }
         );
         assert!(try_take(&shared, KEY, 3, 500, HOLD));
+    }
+
+    /// BEP-6: requests never override the backoff of a failing endpoint.
+    #[test]
+    fn demand_respects_the_failure_backoff() {
+        let shared = MemorySharedData::default();
+        assert!(try_take(&shared, KEY, 1, 1_000, HOLD));
+        assert_eq!(release_failed(&shared, KEY, 1, |_| 81_000), Ok(Some(1)));
+        let d = demand(&shared, KEY, 30_000, 10_000).unwrap();
+        assert_eq!(
+            d,
+            Demand {
+                completed_target: 2,
+                starts_by_ms: 81_000
+            }
+        );
+        assert!(!try_take(&shared, KEY, 2, 80_999, HOLD));
+        assert!(try_take(&shared, KEY, 2, 81_000, HOLD));
+    }
+
+    /// A host clock that went back behind the last fetch's start does not stall fetching.
+    #[test]
+    fn clock_going_back_frees_the_lease() {
+        let shared = MemorySharedData::default();
+        assert!(try_take(&shared, KEY, 1, 1_000_000, HOLD));
+        assert_eq!(release_fetched(&shared, KEY, 1, 1_300_000), Ok(true));
+        assert!(try_take(&shared, KEY, 2, 500_000, HOLD), "due at once");
+        assert_eq!(current(&shared, KEY).unwrap().completed, 1);
+        assert!(!try_take(&shared, KEY, 3, 500_001, HOLD), "and held again");
     }
 
     /// A demand never delays a fetch that is already due sooner.

@@ -17,7 +17,8 @@ fn config_json(extra: &str) -> String {
           "example.com":{{"bundle_endpoint":{{"cluster":"b_com","authority":"bundle.example.com","path":"/b"}}}}}},
         "clients":[{{"spiffe_id":"spiffe://example.org/my-oauth-client","client_id":"my-client"}},
                    {{"spiffe_id":"spiffe://example.org/x509-client"}},
-                   {{"spiffe_id":"spiffe://example.net/my-oauth-client"}}]{extra}}}"#
+                   {{"spiffe_id":"spiffe://example.net/my-oauth-client"}},
+                   {{"spiffe_id":"spiffe://example.com/my-oauth-client"}}]{extra}}}"#
     )
 }
 

@@ -171,7 +171,11 @@ impl TokenFilter {
         {
             return match self.hold_for_refresh(pending, td) {
                 Hold::Held => Action::Pause,
-                Hold::DecideNow(pending) => finish(&pending, verdict),
+                // Decided again: another worker may have published the bundle meanwhile.
+                Hold::DecideNow(pending) => {
+                    let verdict = pending.verdict();
+                    finish(&pending, verdict)
+                }
             };
         }
         finish(&pending, verdict)
@@ -188,7 +192,7 @@ impl TokenFilter {
             return Hold::DecideNow(pending);
         };
         if held.len() >= pending.config.limits.max_held_requests {
-            log::warn!(
+            log::debug!(
                 "{} token requests already held for bundle fetches; deciding this one now",
                 held.len()
             );

@@ -226,7 +226,10 @@ impl FilterRoot {
         )?;
         match answer {
             Answer::Redirect(path) => {
-                log::info!("bundle endpoint of {td} redirects to {path}; following it this time");
+                log::info!(
+                    "bundle endpoint of {td} redirects to {}; following it this time",
+                    crate::log_text::quote(&path)
+                );
                 let now = host::now_ms().unwrap_or_default();
                 let ep = &td_config.endpoint;
                 let hold = bundle_fetch::lease_hold_ms(ep);

@@ -117,3 +117,25 @@ def test_flood_of_unknown_kids_is_rate_limited(stack):
     assert_nothing_forwarded(stack)
     # At most one fetch per interval over the flood (plus one in flight at its end).
     assert 1 <= fetches <= flood_seconds * 1000 // MIN_INTERVAL_MS + 2, fetches
+
+
+def test_requests_never_override_the_failure_backoff(stack):
+    """BEP-6: while the endpoint is failing, a flood of unknown kids does not make it be asked
+    more often than the retry backoff (here 10 s after the failure): one failed fetch in 5 s."""
+    quiet_period(stack)
+    server = stack.bundles[ORG]
+    server.set_response(status=503, body=b"unavailable")
+    try:
+        before = server.hits
+        tokens = [pki.mint_svid(pki.ec_key(f"gone-{i}"), DEMO, ISSUER) for i in range(8)]
+        deadline = time.monotonic() + 5
+        with ThreadPoolExecutor(4) as pool:
+            while time.monotonic() < deadline:
+                statuses = set(pool.map(lambda t: stack.post_assertion(t).status, tokens))
+                assert statuses == {401}
+        assert server.hits - before == 1
+        # The good key still works from the last good bundle.
+        resp = stack.post_assertion(pki.mint_svid(OLD_KEY, DEMO, ISSUER))
+        assert resp.status == 200, (resp.status, resp.body)
+    finally:
+        server.set_response(status=200, body=pki.bundle_bytes([OLD_KEY], sequence=9, refresh_hint=300))

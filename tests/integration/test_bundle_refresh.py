@@ -97,7 +97,7 @@ def test_same_host_redirect_is_followed_and_not_remembered(stack):
         assert stack.bundles[ORG].hits_on("/v2/bundle.json") >= moved_before + 2
         # Not remembered: each fetch asked the configured path first.
         assert stack.bundles[ORG].hits - configured_before >= stack.bundles[ORG].hits_on("/v2/bundle.json") - moved_before
-        assert any("redirects to /v2/bundle.json; following it this time" in line
+        assert any('redirects to "/v2/bundle.json"; following it this time' in line
                    for line in stack.envoy.filter_log_lines())
     finally:
         stack.bundles[ORG].set_response(status=200, body=pki.bundle_bytes([NEW_KEY], sequence=2, refresh_hint=HINT))
