@@ -53,6 +53,10 @@ cmd_run() {
 }
 
 cmd_test() {
+  if [ ! -d ../shared/fixtures/go-spiffe ]; then
+    echo "../shared/fixtures/go-spiffe is missing: ./build.sh test needs the project's shared folder beside the checkout (see README)" >&2
+    exit 1
+  fi
   say "cargo fmt --check"
   cargo fmt --all -- --check
   say "cargo clippy (native, all targets, and wasm32-wasip1)"

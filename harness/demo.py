@@ -106,7 +106,7 @@ class Demo:
         print(f"envoy: http://127.0.0.1:{self.envoy.listener_port}, "
               f"https://{AS_HOST}:{self.envoy.mtls_port} on 127.0.0.1 (TLS, optional client "
               f"certificates), admin {self.envoy.admin_port}, log {self.envoy.log_path}"
-              " (its directory is removed when the demo ends)")
+              " (its directory is removed when the demo ends, kept if it fails)")
         self.envoy.start()
         if not self.wait_for_bundle():
             self.check(False, "filter loaded the trust bundle within 10 s")
@@ -225,6 +225,17 @@ for {CLIENT_SPIFFE_ID} (rewritten every 60 s).
             print("stopping")
 
 
+def refused_configuration(envoy_log: Path) -> list[str]:
+    """The filter's configuration errors in an Envoy log, without Envoy's line prefixes."""
+    try:
+        lines = envoy_log.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    marker = "the configuration is refused"
+    return [line[line.find("configuration"):] for line in lines
+            if marker in line and "configuration" in line[:line.find(marker)]]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="./build.sh run", description=__doc__.split("\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave everything running (Ctrl-C stops)")
@@ -244,7 +255,12 @@ def main(argv=None) -> int:
         if args.keep:
             demo.keep_running(workdir)
     except Exception as exc:  # report, clean up, and fail
-        print(f"demo error: {exc}", file=sys.stderr)
+        refused = refused_configuration(workdir / "envoy.log")
+        if refused:
+            print("the filter refused its configuration (envoy/plugin-config.demo.json):\n  "
+                  + "\n  ".join(refused), file=sys.stderr)
+        else:
+            print(f"demo error: {exc}", file=sys.stderr)
     finally:
         if demo is not None:
             demo.stop()
@@ -252,8 +268,8 @@ def main(argv=None) -> int:
         print("\ndemo OK")
         shutil.rmtree(workdir, ignore_errors=True)
         return 0
-    print(f"\ndemo FAILED: {demo.failures if demo else 'setup error'}; logs kept in {workdir}",
-          file=sys.stderr)
+    failed = ", ".join(demo.failures) if demo and demo.failures else "could not start"
+    print(f"\ndemo FAILED ({failed}); logs kept in {workdir}", file=sys.stderr)
     return 1
 
 

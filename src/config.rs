@@ -285,7 +285,7 @@ impl Default for RawRefresh {
             initial_delay_ms: 200,
             default_refresh_seconds: 300,
             min_refresh_seconds: 60,
-            max_refresh_seconds: 86_400,
+            max_refresh_seconds: 21_600,
             hint_fraction: 0.25,
             jitter_fraction: 0.1,
             retry_seconds: 10,
@@ -536,7 +536,10 @@ impl RawRefresh {
         if self.max_refresh_seconds < self.min_refresh_seconds {
             return Err(refuse(
                 f("max_refresh_seconds"),
-                "must be at least min_refresh_seconds",
+                format!(
+                    "{} is less than min_refresh_seconds ({})",
+                    self.max_refresh_seconds, self.min_refresh_seconds
+                ),
             ));
         }
         if !(self.min_refresh_seconds..=self.max_refresh_seconds)
@@ -544,26 +547,41 @@ impl RawRefresh {
         {
             return Err(refuse(
                 f("default_refresh_seconds"),
-                "must lie between min_refresh_seconds and max_refresh_seconds",
+                format!(
+                    "{} is outside min_refresh_seconds … max_refresh_seconds ({} … {})",
+                    self.default_refresh_seconds,
+                    self.min_refresh_seconds,
+                    self.max_refresh_seconds
+                ),
             ));
         }
         if self.retry_seconds == 0 {
             return Err(refuse(f("retry_seconds"), "must be at least 1"));
         }
-        if self.max_staleness_seconds < self.retry_seconds.max(1) {
+        if self.max_retry_seconds < self.retry_seconds {
+            return Err(refuse(
+                f("max_retry_seconds"),
+                format!(
+                    "{} is less than retry_seconds ({}); raise it or lower retry_seconds",
+                    self.max_retry_seconds, self.retry_seconds
+                ),
+            ));
+        }
+        // A bundle refreshed as late as allowed must survive a failed fetch and a retry.
+        let margin = self
+            .max_refresh_seconds
+            .saturating_add(self.max_retry_seconds);
+        if self.max_staleness_seconds < margin {
             return Err(refuse(
                 f("max_staleness_seconds"),
-                "must be at least retry_seconds",
+                format!(
+                    "{} is less than max_refresh_seconds + max_retry_seconds ({margin}): one failed fetch would reject every SVID of a trust domain refreshed at the longest interval",
+                    self.max_staleness_seconds
+                ),
             ));
         }
         if self.initial_delay_ms == 0 || self.initial_delay_ms > 60_000 {
             return Err(refuse(f("initial_delay_ms"), "must be between 1 and 60000"));
-        }
-        if self.max_retry_seconds < self.retry_seconds {
-            return Err(refuse(
-                f("max_retry_seconds"),
-                "must be at least retry_seconds",
-            ));
         }
         let hint_permille = permille(self.hint_fraction, 0.01, 1.0)
             .ok_or_else(|| refuse(f("hint_fraction"), "must be between 0.01 and 1"))?;

@@ -76,11 +76,37 @@ fn minimal_config_and_defaults() {
     assert_eq!(c.refresh.hint_permille, 250);
     assert_eq!(c.refresh.jitter_permille, 100);
     assert_eq!(c.refresh.max_retry, Duration::from_secs(300));
+    assert_eq!(c.refresh.max_refresh, Duration::from_secs(21_600));
     assert_eq!(c.refresh.request_wait, Duration::from_secs(3));
     assert_eq!(c.refresh.on_demand_min_interval, Duration::from_secs(10));
     assert_eq!(c.limits.max_bundle_bytes, 1024 * 1024);
     assert_eq!(c.limits.max_held_requests, 256);
     assert!(ep.follow_redirects);
+}
+
+/// Rules between two fields name both, with the values in force (defaults included).
+#[test]
+fn two_field_rules_show_both_values() {
+    let e = refused(&with(&["bundle_refresh"], json!({"retry_seconds": 600})));
+    assert_eq!(e.field, "bundle_refresh.max_retry_seconds");
+    assert_eq!(
+        e.message,
+        "300 is less than retry_seconds (600); raise it or lower retry_seconds"
+    );
+    let e = refused(&with(
+        &["bundle_refresh"],
+        json!({"default_refresh_seconds": 30}),
+    ));
+    assert_eq!(
+        e.message,
+        "30 is outside min_refresh_seconds … max_refresh_seconds (60 … 21600)"
+    );
+    // BEP-8: a bundle refreshed at the longest interval survives one failed fetch.
+    let ok = with(
+        &["bundle_refresh"],
+        json!({"max_refresh_seconds": 3600, "max_retry_seconds": 300, "max_staleness_seconds": 3900}),
+    );
+    assert!(parse(&ok).is_ok());
 }
 
 #[test]
@@ -294,6 +320,13 @@ fn field_paths_name_the_offender() {
         (
             with(&["bundle_refresh"], json!({"max_retry_seconds": 5})),
             "bundle_refresh.max_retry_seconds",
+        ),
+        (
+            with(
+                &["bundle_refresh"],
+                json!({"max_staleness_seconds": 21_899}),
+            ),
+            "bundle_refresh.max_staleness_seconds",
         ),
         (
             with(&["bundle_refresh"], json!({"request_wait_ms": 30_001})),

@@ -92,6 +92,20 @@ impl RootContext for FilterRoot {
                     config.trust_domains.len(),
                     config.clients.len()
                 );
+                let r = &config.refresh;
+                log::info!(
+                    "bundle refresh: every {}‰ of the hint ({}s without one), within {}s … {}s, less up to {}‰ jitter; retry after {}s doubling to {}s; a bundle older than {}s is not used; requests wait up to {}ms for a fetch, at most one every {}ms",
+                    r.hint_permille,
+                    r.default_refresh.as_secs(),
+                    r.min_refresh.as_secs(),
+                    r.max_refresh.as_secs(),
+                    r.jitter_permille,
+                    r.retry.as_secs(),
+                    r.max_retry.as_secs(),
+                    r.max_staleness.as_secs(),
+                    r.request_wait.as_millis(),
+                    r.on_demand_min_interval.as_millis()
+                );
                 // The first fetch happens on a tick: callouts from on_configure may never be
                 // answered (they also run in Envoy's main-thread base VM).
                 self.in_flight = InFlight::default();

@@ -26,7 +26,7 @@ def stack(tmp_path_factory):
          {"spiffe_id": NET_CLIENT, "client_id": "net-client"}],
         down=(ORG,),
         bundle_refresh={"initial_delay_ms": 200, "default_refresh_seconds": 300,
-                        "min_refresh_seconds": 60, "max_refresh_seconds": 86400,
+                        "min_refresh_seconds": 60, "max_refresh_seconds": 21600,
                         "retry_seconds": RETRY_SECONDS},
     )
     try:

@@ -23,7 +23,7 @@ def stack(tmp_path_factory):
         tmp_path_factory.mktemp("envoy-staleness"), {ORG: [KEY_A]},
         [{"spiffe_id": DEMO, "client_id": "demo-client"}],
         bundle_refresh={"initial_delay_ms": 100, "default_refresh_seconds": 1,
-                        "min_refresh_seconds": 1, "max_refresh_seconds": 60, "retry_seconds": 1, "max_retry_seconds": 1,
+                        "min_refresh_seconds": 1, "max_refresh_seconds": 2, "retry_seconds": 1, "max_retry_seconds": 1,
                         # fixed periods, so that fetches can be counted
                         "hint_fraction": 1, "jitter_fraction": 0,
                         "max_staleness_seconds": MAX_STALENESS},
