@@ -361,11 +361,19 @@ impl FilterRoot {
         let kept = trust_store::read(&HostSharedData, &td_config.bundle_key).map_or(
             "no bundle yet: its SVIDs are rejected".to_owned(),
             |(stored, _)| {
-                format!(
-                    "keeping the bundle of sequence {} fetched {}s ago",
-                    stored.sequence.map_or("none".to_owned(), |s| s.to_string()),
-                    now.saturating_sub(stored.fetched_at_ms) / 1000
-                )
+                let age = Duration::from_millis(now.saturating_sub(stored.fetched_at_ms));
+                let sequence = stored.sequence.map_or("none".to_owned(), |s| s.to_string());
+                if age > config.refresh.max_staleness {
+                    format!(
+                        "the last good bundle (sequence {sequence}, fetched {}s ago) is over bundle_refresh.max_staleness_seconds: its SVIDs are rejected",
+                        age.as_secs()
+                    )
+                } else {
+                    format!(
+                        "keeping the bundle of sequence {sequence} fetched {}s ago",
+                        age.as_secs()
+                    )
+                }
             },
         );
         let random = host::random_permille();

@@ -64,5 +64,9 @@ def test_stale_bundle_stops_authenticating_until_refreshed(stack):
     assert_nothing_forwarded(stack)
     assert any("over bundle_refresh.max_staleness_seconds" in line
                for line in stack.envoy.filter_log_lines(offset))
+    # The bundle event says so too, not only the rejected requests.
+    assert any("bundle fetch for example.org failed" in line
+               and "is over bundle_refresh.max_staleness_seconds: its SVIDs are rejected" in line
+               for line in stack.envoy.filter_log_lines())
     stack.bundles[ORG].set_response(status=200)
     assert stack.wait_until_accepted(pki.mint_svid(KEY_A, DEMO, ISSUER), timeout=10)
