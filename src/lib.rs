@@ -17,6 +17,8 @@ pub mod client_cert;
 pub mod config;
 pub mod fetch_lease;
 pub mod filter;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_targets;
 pub mod oauth_error;
 #[cfg(test)]
 mod test_support;
