@@ -1,22 +1,22 @@
 //! Every call this filter makes to the proxy-wasm host, in one place.
 //!
-//! The SDK's `hostcalls` return `Result`, but panic (and so trap the VM) on statuses they do not
-//! expect and on non-UTF-8 header values. This module only uses calls whose failure modes are
-//! known for the way we call them: header values are read as bytes, header writes happen only
-//! in the headers phase or while the headers are held, and shared-data reads treat anything but
-//! a value as absent.
+//! Calls on paths a client or a bundle endpoint controls go through [`abi`](super::abi), which
+//! hands back any host status as an error instead of panicking like the SDK's wrappers (a
+//! panic traps the VM: every request on that worker fails until Envoy reloads it). Header
+//! values are read as bytes and decoded lossily; shared-data reads treat anything but a value
+//! as absent. Only `dispatch_http_call` and `set_tick_period` still use the SDK (see `abi`).
 
+use super::abi;
 use crate::trust_store::{SharedData, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Host time in milliseconds since the Unix epoch, if the host can tell.
 pub fn now_ms() -> Option<u64> {
-    hostcalls::get_current_time()
+    abi::current_time_nanos()
         .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .map(|nanos| nanos / 1_000_000)
         .filter(|ms| *ms > 0)
 }
 
@@ -31,33 +31,40 @@ pub fn call_response_header(name: &str) -> Option<String> {
 }
 
 fn header(map: MapType, name: &str) -> Option<String> {
-    match hostcalls::get_map_value_bytes(map, name) {
+    match abi::header(map as u32, name) {
         Ok(Some(bytes)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
-        _ => None,
+        Ok(None) => None,
+        Err(status) => {
+            log::debug!("reading header {name} of {map:?} failed with status {status}");
+            None
+        }
     }
 }
 
 /// Sets (or with `None` removes) a request header. Only valid in the headers phase, or later
 /// while the headers are held (`allow_on_headers_stop_iteration`).
 pub fn set_request_header(name: &str, value: Option<&str>) {
-    if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
-        log::warn!("setting request header {name} failed: {status:?}");
+    let map = MapType::HttpRequestHeaders as u32;
+    let result = match value {
+        Some(value) => abi::replace_header(map, name, value),
+        None => abi::remove_header(map, name),
+    };
+    if let Err(status) = result {
+        log::warn!("setting request header {name} failed with status {status}");
     }
 }
 
 /// A connection or request property (e.g. `["connection", "mtls"]`); absent or unreadable
 /// reads as `None`.
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    hostcalls::get_property(path.to_vec()).ok().flatten()
+    abi::property(path).ok().flatten()
 }
 
-/// Removes every header (or trailer) of `map` named in `names` that the request carries.
+/// Removes every header (or trailer) of `map` named in `names`.
 pub fn remove_all(map: MapType, names: &[String]) {
     for name in names {
-        if matches!(hostcalls::get_map_value_bytes(map, name), Ok(Some(_))) {
-            if let Err(status) = hostcalls::set_map_value(map, name, None) {
-                log::warn!("removing {name} from {map:?} failed: {status:?}");
-            }
+        if let Err(status) = abi::remove_header(map as u32, name) {
+            log::warn!("removing {name} from {map:?} failed with status {status}");
         }
     }
 }
@@ -67,8 +74,8 @@ pub fn buffer(kind: BufferType, size: usize) -> Option<Vec<u8>> {
     if size == 0 {
         return Some(Vec::new());
     }
-    match hostcalls::get_buffer(kind, 0, size) {
-        Ok(Some(bytes)) if bytes.len() == size => Some(bytes),
+    match abi::buffer(kind as u32, 0, size) {
+        Ok(bytes) if bytes.len() == size => Some(bytes),
         _ => None,
     }
 }
@@ -76,8 +83,8 @@ pub fn buffer(kind: BufferType, size: usize) -> Option<Vec<u8>> {
 /// Sends a local reply.
 pub fn send_response(status: u32, headers: &[(&str, String)], body: &str) {
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    if let Err(e) = hostcalls::send_http_response(status, headers, Some(body.as_bytes())) {
-        log::error!("sending local reply failed: {e:?}");
+    if let Err(code) = abi::send_local_response(status, &headers, body.as_bytes()) {
+        log::error!("sending local reply failed with status {code}");
     }
 }
 
@@ -93,30 +100,51 @@ pub fn dispatch(
 /// Makes `context_id` the context later calls act on (a paused request, from the root
 /// context). False if the host does not know it (the request has ended).
 pub fn set_effective_context(context_id: u32) -> bool {
-    // SAFETY: an ABI function of the host taking a plain integer.
-    unsafe { abi::proxy_set_effective_context(context_id) == abi::OK }
+    abi::set_effective_context(context_id).is_ok()
 }
 
 /// Resumes the effective context's paused request.
 pub fn resume_request() {
-    // SAFETY: an ABI function of the host taking a plain integer.
-    let status = unsafe { abi::proxy_continue_stream(abi::STREAM_HTTP_REQUEST) };
-    if status != abi::OK {
+    if let Err(status) = abi::continue_request() {
         log::warn!("resuming a held request failed with status {status}");
     }
 }
 
-/// The raw host functions whose SDK wrappers panic on statuses they do not expect; declared
-/// here returning the plain status integer so that any status is handled.
-mod abi {
-    pub const OK: u32 = 0;
-    pub const STREAM_HTTP_REQUEST: u32 = 0;
+/// Sends `log` records to the host's log at their level, never panicking.
+struct HostLogger;
 
-    #[link(wasm_import_module = "env")]
-    extern "C" {
-        pub fn proxy_set_effective_context(context_id: u32) -> u32;
-        pub fn proxy_continue_stream(stream_type: u32) -> u32;
+impl log::Log for HostLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
     }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Trace => 0,
+            log::Level::Debug => 1,
+            log::Level::Info => 2,
+            log::Level::Warn => 3,
+            log::Level::Error => 4,
+        };
+        let _ = abi::log(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger (once per VM) and a panic hook that logs the panic before the VM
+/// traps, so that a trap is never silent.
+pub fn install_logger(level: log::LevelFilter) {
+    static LOGGER: HostLogger = HostLogger;
+    if log::set_logger(&LOGGER).is_ok() {
+        std::panic::set_hook(Box::new(|info| {
+            let _ = abi::log(5, &format!("panicked: {info}"));
+        }));
+    }
+    log::set_max_level(level);
 }
 
 /// A random number in `0..1000` for jitter (WASI randomness through the standard library's
@@ -137,17 +165,18 @@ pub struct HostSharedData;
 
 impl SharedData for HostSharedData {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(bytes), Some(cas))) => Some((bytes, cas)),
+        match abi::shared_data(key) {
+            // A CAS token of 0 would make a later write unconditional: never hand one out.
+            Ok(Some((bytes, cas))) if cas != 0 => Some((bytes, cas)),
             _ => None,
         }
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
+        match abi::set_shared_data(key, value, cas.unwrap_or(0)) {
             Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
-            Err(other) => Err(StoreError::Host(format!("{other:?}"))),
+            Err(abi::CAS_MISMATCH) => Err(StoreError::CasMismatch),
+            Err(other) => Err(StoreError::Host(format!("status {other}"))),
         }
     }
 }
