@@ -20,6 +20,10 @@ pub const USE_JWT_SVID: &str = "jwt-svid";
 /// `use` value of X509-SVID authorities.
 pub const USE_X509_SVID: &str = "x509-svid";
 
+/// Most entries a bundle's `keys` may have. A trust domain publishes a handful (current and
+/// next keys and authorities); the cap bounds the work one document can cause.
+pub const MAX_BUNDLE_KEYS: usize = 1000;
+
 /// Public key material of a `jwt-svid` entry, already checked (on the curve, RSA ≥ 2048 bits).
 #[derive(Clone)]
 pub enum KeyMaterial {
@@ -82,6 +86,7 @@ pub enum BundleError {
     KeysNotArray,
     SequenceNotUnsignedInteger,
     RefreshHintNotInteger,
+    TooManyKeys(usize),
 }
 
 impl fmt::Display for BundleError {
@@ -96,6 +101,9 @@ impl fmt::Display for BundleError {
             BundleError::RefreshHintNotInteger => {
                 f.write_str("\"spiffe_refresh_hint\" is not an integer")
             }
+            BundleError::TooManyKeys(n) => {
+                write!(f, "{n} entries in \"keys\", more than {MAX_BUNDLE_KEYS}")
+            }
         }
     }
 }
@@ -109,6 +117,9 @@ impl TrustBundle {
             Some(Value::Array(keys)) => keys,
             Some(_) => return Err(BundleError::KeysNotArray),
         };
+        if keys.len() > MAX_BUNDLE_KEYS {
+            return Err(BundleError::TooManyKeys(keys.len()));
+        }
         let sequence = match doc.get("spiffe_sequence") {
             None => None,
             Some(v) => Some(v.as_u64().ok_or(BundleError::SequenceNotUnsignedInteger)?),
@@ -293,6 +304,24 @@ pub(crate) mod tests {
                 "{path}: {e}: the go-spiffe fixtures live in the shared folder beside the checkout"
             )
         })
+    }
+
+    /// Limits: a `keys` array of MAX_BUNDLE_KEYS entries is read, one more refuses the
+    /// document (the last good bundle stays in use, BEP-6).
+    #[test]
+    fn limits_bundle_key_count() {
+        let doc = |n: usize| {
+            format!(
+                r#"{{"keys":[{}]}}"#,
+                vec![r#"{"use":"wit-svid"}"#; n].join(",")
+            )
+        };
+        let at_limit = TrustBundle::parse(doc(MAX_BUNDLE_KEYS).as_bytes()).unwrap();
+        assert_eq!(at_limit.skipped.len(), MAX_BUNDLE_KEYS);
+        assert_eq!(
+            TrustBundle::parse(doc(MAX_BUNDLE_KEYS + 1).as_bytes()).err(),
+            Some(BundleError::TooManyKeys(MAX_BUNDLE_KEYS + 1))
+        );
     }
 
     /// A valid P-256 JWK (the go-spiffe fixture's jwt-svid key) with the given kid.
