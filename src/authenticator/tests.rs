@@ -325,7 +325,8 @@ fn rejections_a_refresh_may_cure() {
     );
 }
 
-/// ERR-2 choice: a jwt-spiffe type without client_assertion is a missing parameter.
+/// ERR-2 choice: a jwt-spiffe type without client_assertion is a missing parameter (REQ-8:
+/// the assertion must be present).
 #[test]
 fn err_2_missing_assertion_is_invalid_request() {
     let body = format!("client_assertion_type={TYPE_ENC}");

@@ -34,6 +34,7 @@ fn header_with(replace: &str, with: &str) -> String {
     BASE_HEADER.replacen(replace, with, 1)
 }
 
+/// §4.2 baseline: the draft-shaped JWT-SVID is accepted.
 #[test]
 fn baseline_accepts() {
     let token = k1().sign(BASE_HEADER, BASE_CLAIMS);
