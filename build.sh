@@ -60,6 +60,8 @@ cmd_test() {
     echo "../shared/fixtures/go-spiffe is missing: ./build.sh test needs the project's shared folder beside the checkout (see README)" >&2
     exit 1
   fi
+  say "conformance table (docs/conformance.md)"
+  python3 tools/check_conformance.py
   say "cargo fmt --check"
   cargo fmt --all -- --check
   say "cargo clippy (native, all targets, and wasm32-wasip1)"

@@ -394,7 +394,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// §4.3 "accept as-is": the D-02 shape with a wit-svid key (BUN-14).
+    /// §4.3 "accept as-is": the D-02 shape with a wit-svid key (BUN-14, WIT-0: wit-svid keys
+    /// are ignored).
     #[test]
     fn bun_14_d02_shape_wit_key_ignored() {
         let x509 = x509_entry_fixture();
@@ -419,7 +420,8 @@ pub(crate) mod tests {
         doc["keys"][0].to_string()
     }
 
-    /// BUN-2 / B1: an empty key list is a valid bundle (revocation).
+    /// BUN-2 / B1: an empty key list is a valid bundle (revocation). B2: a bundle without
+    /// spiffe_sequence and spiffe_refresh_hint is valid.
     #[test]
     fn bun_2_empty_keys_is_valid_and_empty() {
         let b = parse(r#"{"keys":[]}"#).unwrap();
@@ -428,7 +430,10 @@ pub(crate) mod tests {
         assert_eq!(b.refresh_hint, None);
     }
 
-    /// R1 – R4: documents that are refused as a whole.
+    /// R1, R2, R3, R4: documents that are refused as a whole: no or non-array keys (BUN-1), a
+    /// top-level array, HTML, empty or invalid UTF-8 (R2), non-integer hint or sequence (BUN-17,
+    /// BUN-18), duplicate members (BUN-19); and the §4.3 ambiguous case pinned: a negative
+    /// spiffe_sequence is refused, like go-spiffe.
     #[test]
     fn bun_1_bun_17_bun_18_bun_19_invalid_documents() {
         let cases: &[(&str, BundleError)] = &[
@@ -501,7 +506,9 @@ pub(crate) mod tests {
         assert_eq!(b.jwt_keys.len(), 1);
     }
 
-    /// B4 / B5 / B6 / B10 / B11 / B14 / FC-07: entry-level skipping.
+    /// B4 / B5 / B6 / B10 / B11 / FC-07: entry-level skipping: unknown or missing use (BUN-4),
+    /// unknown kty, never HMAC (BUN-5), malformed keys: short or off-curve EC, bad RSA, private
+    /// members (BUN-6), no kid (BUN-7).
     #[test]
     fn bun_4_5_6_7_entries_skipped_rest_kept() {
         let good = p256_jwk("k1");

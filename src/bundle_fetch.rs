@@ -341,8 +341,8 @@ mod tests {
         Duration::from_secs(s)
     }
 
-    /// BEP-3: a quarter of the hint by default (SPIRE), the default without a hint, clamped at
-    /// both ends; no jitter when the random draw is 0.
+    /// BEP-3: a quarter of the hint by default (SPIRE), the default without a hint (B2), clamped
+    /// at both ends; no jitter when the random draw is 0.
     #[test]
     fn bep_3_refresh_delay() {
         let p = policy();
@@ -400,7 +400,7 @@ mod tests {
         assert_eq!(retry_delay(&p, 1, 500), Duration::from_millis(9_500));
     }
 
-    /// BEP-6 / BEP-13: non-200 answers and oversized bodies are failures.
+    /// BEP-6 / BEP-13 / R5 / R6: non-200 answers and oversized bodies are failures.
     #[test]
     fn bep_6_status_and_size() {
         let ep = endpoint();
@@ -424,8 +424,24 @@ mod tests {
         assert!(evaluate_response(br#"{"keys":[]}"#).is_ok());
     }
 
-    /// BEP-9: redirects on the same authority over https are followed (bounded); anything
-    /// else fails the fetch.
+    /// BEP-10: the answer's content type is not consulted (a valid bundle served as text/plain
+    /// is used); a body that is not UTF-8 JSON is an invalid document.
+    #[test]
+    fn bep_10_content_type_ignored_utf8_required() {
+        let ep = endpoint();
+        assert_eq!(
+            judge_answer(Some("200"), None, 11, &ep, 1000, 0),
+            Ok(Answer::ReadBody)
+        );
+        assert!(evaluate_response(br#"{"keys":[]}"#).is_ok());
+        assert!(matches!(
+            evaluate_response(b"{\"keys\":[],\"x\":\"\xff\"}"),
+            Err(FetchError::Invalid(_))
+        ));
+    }
+
+    /// BEP-9 / R5: redirects on the same authority over https are followed (bounded); anything
+    /// else (a 302 to http too) fails the fetch.
     #[test]
     fn bep_9_redirects() {
         let ep = endpoint();

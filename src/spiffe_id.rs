@@ -253,7 +253,7 @@ mod tests {
                 id.push('/');
                 id.push_str(g.pick(&segments));
             }
-            if g.next() % 50 == 0 {
+            if g.next().is_multiple_of(50) {
                 id.push('/');
                 id.push_str(&"x".repeat((g.next() % 2100) as usize));
             }
@@ -281,7 +281,7 @@ mod tests {
         }
     }
 
-    /// Requirements §4.1, valid list (ID-1 … ID-7).
+    /// Requirements §4.1, valid list (ID-1, ID-3, ID-5, ID-6, ID-7).
     #[test]
     fn id_vectors_valid() {
         // §4.1 writes `"spiffe://example.org/" + "a"*2028`, which is 2049 bytes; the intent is
@@ -310,7 +310,9 @@ mod tests {
         }
     }
 
-    /// Requirements §4.1, invalid list (ID-1 … ID-8).
+    /// Requirements §4.1, invalid list: scheme (ID-1), empty trust domain (ID-2), trust domain
+    /// characters (ID-3), path characters (ID-4), empty and dot segments, trailing slash (ID-5),
+    /// lengths (ID-7), nothing normalised (ID-8).
     #[test]
     fn id_vectors_invalid() {
         let long_td = format!("spiffe://{}/x", "a".repeat(256));
@@ -351,6 +353,10 @@ mod tests {
             ("spiffe://example.org/..", SpiffeIdError::DotSegment),
             ("spiffe://example.org/./x", SpiffeIdError::DotSegment),
             ("spiffe://example.org/x/../y", SpiffeIdError::DotSegment),
+            (
+                "spiffe://example.org/a/%2E%2E/b",
+                SpiffeIdError::BadPathChar,
+            ),
             ("spiffe://example.org/x y", SpiffeIdError::BadPathChar),
             ("spiffe://example.org/ä", SpiffeIdError::BadPathChar),
             ("spiffe://example.org/x:y", SpiffeIdError::BadPathChar),

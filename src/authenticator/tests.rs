@@ -94,7 +94,8 @@ fn authenticated(spiffe_id: &str, client_id: &str) -> Verdict {
     }
 }
 
-/// §4.5 accept shape, with and without a matching client_id (CID-1, CID-2).
+/// §4.5 accept shape, with and without a matching client_id (CID-1, CID-2); an empty client_id
+/// is absent (REQ-4), an unknown parameter is ignored (REQ-5).
 #[test]
 fn accept_shape() {
     assert_eq!(
@@ -324,7 +325,8 @@ fn rejections_a_refresh_may_cure() {
     );
 }
 
-/// ERR-2 choice: a jwt-spiffe type without client_assertion is a missing parameter.
+/// ERR-2 choice: a jwt-spiffe type without client_assertion is a missing parameter (REQ-8:
+/// the assertion must be present).
 #[test]
 fn err_2_missing_assertion_is_invalid_request() {
     let body = format!("client_assertion_type={TYPE_ENC}");
@@ -419,7 +421,8 @@ fn fc_13_bad_form_is_invalid_request() {
     );
 }
 
-/// FC-10 a: an `iss` claim is ignored.
+/// FC-10 a, JWT-16, ISS-1, ISS-2: an `iss` claim is ignored: it neither is required nor names
+/// a key source.
 #[test]
 fn fc_10_iss_ignored() {
     let claims = BASE_CLAIMS.replacen('{', r#"{"iss":"https://oidc.example.org","#, 1);
@@ -528,7 +531,38 @@ mod x509 {
         );
     }
 
-    /// C18 / CID-4: no client_id with a client certificate.
+    /// CID-6: client_id is compared byte for byte with the SAN after form decoding: the
+    /// percent-encoded ID matches, a path differing in case does not.
+    #[test]
+    fn cid_6_client_id_compared_byte_for_byte() {
+        let org = pki::root("example.org");
+        let b = bundles_with(&org);
+        let leaf = chain(pki::leaf(&org, &[X509_CLIENT], |_| {}));
+        let encoded = "client_id=spiffe%3A%2F%2Fexample.org%2Fx509-client";
+        assert_eq!(
+            decide_with(&config(), encoded, &leaf, &b),
+            by_certificate(X509_CLIENT, X509_CLIENT)
+        );
+        let upper = "client_id=spiffe%3A%2F%2Fexample.org%2FX509-client";
+        assert_eq!(
+            rejected(decide_with(&config(), upper, &leaf, &b)).0,
+            ErrorCode::InvalidClient
+        );
+    }
+
+    /// CIMD-1, CIMD-5 (not implemented): an X509-SVID with a CIMD URL as client_id is refused.
+    #[test]
+    fn cimd_url_client_id_with_a_certificate() {
+        let org = pki::root("example.org");
+        let leaf = chain(pki::leaf(&org, &[X509_CLIENT], |_| {}));
+        let body = "client_id=https%3A%2F%2Fclient.example.com%2Fmeta.json";
+        assert_eq!(
+            rejected(decide_with(&config(), body, &leaf, &bundles_with(&org))).0,
+            ErrorCode::InvalidClient
+        );
+    }
+
+    /// C18 / Q7 / CID-4: no client_id with a client certificate.
     #[test]
     fn c18_client_id_required() {
         let org = pki::root("example.org");
@@ -542,7 +576,7 @@ mod x509 {
         assert_eq!(rejected(v).0, ErrorCode::InvalidRequest);
     }
 
-    /// C17 / CID-5 (draft-02): client_id must be the certificate's SPIFFE ID.
+    /// C17 / Q8 / CID-5 (draft-02): client_id must be the certificate's SPIFFE ID.
     #[test]
     fn c17_client_id_must_equal_san() {
         let org = pki::root("example.org");
@@ -705,4 +739,38 @@ mod x509 {
         );
         assert_eq!(v, authenticated(CLIENT, "my-client"));
     }
+}
+
+/// CID-9: identity is decided only after the signature verifies: a forged token (signed by
+/// another key under the registered client's kid) with a matching client_id is refused for its
+/// signature, and nothing is held for a bundle refresh.
+#[test]
+fn cid_9_forged_token_decides_no_identity() {
+    let forged = EcKey::p256(2).sign(BASE_HEADER, BASE_CLAIMS);
+    let v = decide(&post(), &body_with(&forged, "&client_id=my-client"));
+    let (code, reason) = rejected(v);
+    assert_eq!(code, ErrorCode::InvalidClient);
+    assert_eq!(
+        reason,
+        format!("JWT-SVID: {}", crate::jwt_svid::JwtSvidError::BadSignature)
+    );
+}
+
+/// CIMD-1, CIMD-2, CIMD-3, CIMD-4, CIMD-5, CIMD-6 (not implemented, ignored safely): a Client
+/// ID Metadata Document URL as client_id is just a client id no SPIFFE ID is registered for;
+/// it is refused at once (no document is fetched, nothing is held) with either SVID.
+#[test]
+fn cimd_url_client_id_is_refused_without_fetching() {
+    let url = "https%3A%2F%2Fclient.example.com%2Fmeta.json";
+    let v = decide(
+        &post(),
+        &body_with(&good_token(), &format!("&client_id={url}")),
+    );
+    assert_eq!(
+        rejected(v),
+        (
+            ErrorCode::InvalidClient,
+            "client_id \"https://client.example.com/meta.json\" is not the client registered for the SPIFFE ID".to_owned()
+        )
+    );
 }

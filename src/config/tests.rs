@@ -121,6 +121,8 @@ fn refresh_fractions_are_read_in_thousandths() {
     assert_eq!(c.refresh.request_wait, Duration::ZERO);
 }
 
+/// ID-9 / BEP-1: trust domains are the configured names, compared exactly; the bundle
+/// endpoint's host (`bundle.example.org`) is not a trust domain.
 #[test]
 fn id_9_trust_domain_lookup_is_exact() {
     let c = parse(&base()).unwrap();
@@ -448,4 +450,43 @@ fn token_paths_match_canonical_spellings() {
 fn cid_5_x509_client_id_rule() {
     let c = parse(&with(&["x509_client_id"], json!("registered"))).unwrap();
     assert_eq!(c.x509_client_id, X509ClientIdRule::Registered);
+}
+
+/// BEP-2: the bundle endpoint's authority is a host (and port) without userinfo or path;
+/// https and the server certificate check are the Envoy cluster's TLS settings.
+#[test]
+fn bep_2_endpoint_authority_refusals() {
+    let field = "trust_domains.example.org.bundle_endpoint.authority";
+    for bad in [
+        "",
+        "u:p@bundle.example.org",
+        "bundle.example.org/x",
+        "https://bundle.example.org",
+    ] {
+        let e = refused(&with(
+            &[
+                "trust_domains",
+                "example.org",
+                "bundle_endpoint",
+                "authority",
+            ],
+            json!(bad),
+        ));
+        assert_eq!(e.field, field, "{bad}");
+    }
+}
+
+/// CIMD-2, CIMD-3, §4.6 (not implemented): the registry holds exact SPIFFE IDs only; a
+/// wildcard pattern is not a SPIFFE ID and is refused.
+#[test]
+fn cimd_2_cimd_3_no_wildcard_patterns() {
+    for pattern in [
+        "spiffe://example.org/client/*",
+        "spiffe://example.org/*",
+        "spiffe://example.org/client*",
+        "spiffe://example.org/*/x",
+    ] {
+        let e = refused(&with(&["clients"], json!([{ "spiffe_id": pattern }])));
+        assert_eq!(e.field, "clients[0].spiffe_id", "{pattern}");
+    }
 }

@@ -34,12 +34,16 @@ fn header_with(replace: &str, with: &str) -> String {
     BASE_HEADER.replacen(replace, with, 1)
 }
 
+/// §4.2 baseline: the draft-shaped JWT-SVID is accepted.
 #[test]
 fn baseline_accepts() {
     let token = k1().sign(BASE_HEADER, BASE_CLAIMS);
     assert_eq!(check(&token, &td_bundle()).unwrap().as_str(), CLIENT);
 }
 
+/// §4.2 accept variants: typ omitted or JOSE (JWT-9), one-element aud (AUD-5), no iat, iss
+/// and jti present (JWT-16, JWT-17), an extra claim (JWT-18), exp inside the leeway (TIME-2),
+/// a fractional NumericDate (OPEN-5).
 #[test]
 fn accepted_variants() {
     let b = td_bundle();
@@ -80,6 +84,7 @@ fn accepted_variants() {
     ok(BASE_HEADER, &claims_with("1747124600", "1747124600.75"));
 }
 
+/// JWT-17: the same token twice is accepted twice (no replay cache).
 #[test]
 fn jwt_17_replayed_token_accepted_twice() {
     let token = k1().sign(BASE_HEADER, BASE_CLAIMS);
@@ -88,6 +93,8 @@ fn jwt_17_replayed_token_accepted_twice() {
     assert!(check(&token, &b).is_ok());
 }
 
+/// §4.2 accept variants: P-384 with ES384 and P-521 with ES512 (JWT-4, JWT-5); a flipped
+/// claims byte breaks the signature (JWT-12).
 #[test]
 fn p384_es384_and_p521_es512_accept() {
     let k384 = EcKey::p384(3);
@@ -105,6 +112,7 @@ fn p384_es384_and_p521_es512_accept() {
     assert!(check(&forged, &b).is_err());
 }
 
+/// §4.2 accept variants: an RSA 2048 key with RS256 and PS256 (JWT-4, JWT-5).
 #[test]
 fn rsa_rs256_and_ps256_accept() {
     let b = bundle(&[rsa_jwk("r1")]);
@@ -241,7 +249,8 @@ fn j7_typ_refused() {
     }
 }
 
-/// J8, J9, J10, FC-30: jku, crit, jwk, x5c and any other header member are refused.
+/// J8, J9, J10, FC-30: jku, crit, jwk, x5c and any other header member are refused (JWT-10:
+/// no key or URL is ever taken from the header).
 #[test]
 fn j8_j9_j10_forbidden_header_members() {
     let attacker = EcKey::p256(9);
@@ -290,7 +299,8 @@ fn j11_j12_kid_rules() {
     assert_eq!(check(&t, &b), Err(JwtSvidError::KidNotString));
 }
 
-/// J13: signed by another trust domain's key whose kid also exists here (JWT-12).
+/// J13: signed by another trust domain's key whose kid also exists here (JWT-12, BUN-22: the
+/// trust domains' keys are never pooled).
 #[test]
 fn j13_key_of_another_trust_domain() {
     let net_key = EcKey::p256(7);
@@ -343,7 +353,8 @@ fn j15_j16_sub_rules() {
     );
 }
 
-/// J18 – J21, FC-01, FC-02: audience rules (AUD-1 … AUD-6).
+/// J18, J19, J20, J21, FC-01, FC-02: audience rules: missing or empty (AUD-1), a second value
+/// (AUD-2), the token endpoint URL (AUD-3), no normalisation (AUD-4), wrong JSON types (AUD-6).
 #[test]
 fn j18_j21_audience_rules() {
     let b = td_bundle();
@@ -403,7 +414,8 @@ fn j18_j21_audience_rules() {
     }
 }
 
-/// J22 – J26: time claims (TIME-1 … TIME-5).
+/// J22, J23, J24, J25, J26: time claims: exp required (TIME-1), expired at exp + leeway
+/// (TIME-2), numbers only (TIME-3), nbf (TIME-4), iat in the future (TIME-5).
 #[test]
 fn j22_j26_time_rules() {
     let b = td_bundle();
@@ -466,7 +478,7 @@ fn j27_duplicate_members() {
     );
 }
 
-/// J28, FC-28, FC-29: compact serialization and encoding strictness.
+/// J28, FC-28, FC-29: compact serialization only (JWT-1) and strict unpadded base64url (JWT-2).
 #[test]
 fn j28_structure_and_encoding() {
     let b = td_bundle();
@@ -575,4 +587,77 @@ fn unreadable_claim_reported_as_verifier_refusal() {
         check(&t, &td_bundle()),
         Err(JwtSvidError::VerifierRejected(_))
     ));
+}
+
+/// JWT-19 / ISS-3: a JWT whose `sub` merely looks like a SPIFFE ID is no JWT-SVID: signed by
+/// an OIDC provider's key that is not a `jwt-svid` key of the trust domain (absent, or only
+/// published with `use: sig`), or typed as an OIDC access token, it is refused.
+#[test]
+fn jwt_19_iss_3_token_type_confusion() {
+    let oidc = EcKey::p256(9);
+    let claims = claims_with(r#""iat""#, r#""iss":"https://oidc.example.org","iat""#);
+    let header = r#"{"alg":"ES256","kid":"oidc-1","typ":"JWT"}"#;
+    let id_token = oidc.sign(header, &claims);
+    assert_eq!(
+        check(&id_token, &td_bundle()),
+        Err(JwtSvidError::UnknownKid("oidc-1".into()))
+    );
+    let sig_entry = oidc
+        .jwk("oidc-1")
+        .replace(r#""use":"jwt-svid""#, r#""use":"sig""#);
+    let with_sig_key = bundle(&[k1().jwk("k1"), sig_entry]);
+    assert_eq!(
+        check(&id_token, &with_sig_key),
+        Err(JwtSvidError::UnknownKid("oidc-1".into()))
+    );
+    // An access token typed at+jwt is refused even under the trust domain's own key.
+    let access_token = k1().sign(&header_with(r#""typ":"JWT""#, r#""typ":"at+jwt""#), &claims);
+    assert_eq!(
+        check(&access_token, &td_bundle()),
+        Err(JwtSvidError::TypNotAllowed(r#""at+jwt""#.into()))
+    );
+}
+
+/// TIME-6 (decision): no maximum lifetime; exp an hour ahead without iat is accepted.
+#[test]
+fn time_6_no_lifetime_cap() {
+    let t = k1().sign(
+        BASE_HEADER,
+        &claims_with(
+            r#""exp":1747124600,"iat":1747124243"#,
+            r#""exp":1747127900"#,
+        ),
+    );
+    assert_eq!(
+        check(&t, &td_bundle()),
+        Ok(SpiffeId::parse(CLIENT).unwrap())
+    );
+}
+
+/// TIME-7: every time check takes `now` as an argument (the host clock in the filter, a fixed
+/// clock here); the draft-shaped claims (exp 1747124543, iat 1747124243) are valid at
+/// 1747124300 and expired once now reaches exp + leeway.
+#[test]
+fn time_7_injected_clock() {
+    let t = k1().sign(
+        BASE_HEADER,
+        &claims_with(r#""exp":1747124600"#, r#""exp":1747124543"#),
+    );
+    let b = td_bundle();
+    let at = |now: u64| JwtSvid::decode(&t, MAX)?.verify(&b, &policy(), now);
+    assert_eq!(at(NOW), Ok(SpiffeId::parse(CLIENT).unwrap()));
+    assert_eq!(at(1_747_124_603), Err(JwtSvidError::Expired));
+    assert_eq!(at(1_747_124_602), Ok(SpiffeId::parse(CLIENT).unwrap()));
+}
+
+/// BUN-3 / B15: a bundle whose entries are all unusable (only Ed448 OKP keys) leaves the trust
+/// domain without keys: every JWT-SVID of it is refused.
+#[test]
+fn bun_3_b15_no_usable_keys_rejects_all() {
+    let doc = r#"{"keys":[{"kty":"OKP","crv":"Ed448","use":"jwt-svid","kid":"k1","x":"AAAA"}]}"#;
+    let b = TrustBundle::parse(doc.as_bytes()).unwrap();
+    assert!(b.jwt_keys.is_empty() && b.x509_authorities.is_empty());
+    assert_eq!(b.skipped.len(), 1);
+    let t = k1().sign(BASE_HEADER, BASE_CLAIMS);
+    assert_eq!(check(&t, &b), Err(JwtSvidError::UnknownKid("k1".into())));
 }

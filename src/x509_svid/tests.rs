@@ -69,7 +69,7 @@ fn x509_7_x509_9_accepted_variants() {
     assert_eq!(verify(&l, &[], &[p384_root.der.clone()], NOW), Ok(id()));
 }
 
-/// C11 / X509-1 / EDGE-3: a leaf claiming example.org but signed by example.net's root is
+/// C11 / X509-1 / EDGE-3 / BUN-22: a leaf claiming example.org but signed by example.net's root is
 /// refused with example.org's authorities, even if the caller also holds example.net's root.
 #[test]
 fn c11_other_trust_domains_root() {
@@ -83,7 +83,8 @@ fn c11_other_trust_domains_root() {
     path_error(verify(&forged, &[sub.der.clone()], &[org.der.clone()], NOW));
 }
 
-/// C1 – C5 / X509-2 / X509-6: URI SAN rules.
+/// C1, C2, C3, C4, C5 / X509-2 / X509-6: URI SAN rules, read by the filter from the whole leaf
+/// (EDGE-2: never Envoy's first-URI-SAN attribute).
 #[test]
 fn c1_c5_uri_san_rules() {
     let org = root("example.org");
@@ -121,7 +122,7 @@ fn c1_c5_uri_san_rules() {
     }
 }
 
-/// C6 – C9 / X509-3 … X509-5: leaf basic constraints and key usage.
+/// C6, C7, C8, C9 / X509-3, X509-4, X509-5: leaf basic constraints and key usage.
 #[test]
 fn c6_c9_leaf_profile() {
     let org = root("example.org");
@@ -294,7 +295,7 @@ fn c19_uri_name_constraint_fails_closed() {
     assert_eq!(with_extension(&[1, 3, 6, 1, 4, 1, 55555, 2]), Ok(id()));
 }
 
-/// C12 / X509-12: no authorities for the trust domain → refused, never a system store.
+/// C12 / X509-12 / BEP-14: no authorities for the trust domain → refused, never a system store.
 #[test]
 fn c12_no_authorities() {
     let org = root("example.org");
@@ -448,5 +449,41 @@ fn x509_8_intermediate_spiffe_ids() {
     assert_eq!(
         verify(&l, &[net_named.der.clone()], &[org.der.clone()], NOW),
         Err(X509SvidError::IntermediateNotSigning(0))
+    );
+}
+
+/// BUN-12: the trust domain's authorities are the union of its x509-svid entries: during a
+/// rotation, leaves under either root validate; a third root's leaf does not.
+#[test]
+fn bun_12_union_of_authorities() {
+    let old = root("example.org");
+    let new = root("example.org");
+    let roots = [old.der.clone(), new.der.clone()];
+    for ca in [&old, &new] {
+        assert_eq!(verify(&leaf(ca, &[ID], |_| {}), &[], &roots, NOW), Ok(id()));
+    }
+    let stranger = root("example.org");
+    let err = path_error(verify(&leaf(&stranger, &[ID], |_| {}), &[], &roots, NOW));
+    assert_eq!(err, "InvalidSignatureForPublicKey");
+}
+
+/// BUN-21: a bundle authority need not carry the trust domain's SPIFFE ID (the D-02 example's
+/// root says `spiffe://local`) nor be self-signed; leaves under it validate.
+#[test]
+fn bun_21_authority_without_the_trust_domains_id() {
+    let local = root("local");
+    assert_eq!(
+        verify(&leaf(&local, &[ID], |_| {}), &[], &[local.der.clone()], NOW),
+        Ok(id())
+    );
+    let issued = intermediate(&root("elsewhere"), "example.org", |_| {});
+    assert_eq!(
+        verify(
+            &leaf(&issued, &[ID], |_| {}),
+            &[],
+            &[issued.der.clone()],
+            NOW
+        ),
+        Ok(id())
     );
 }

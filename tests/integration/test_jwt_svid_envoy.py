@@ -419,3 +419,33 @@ def test_spoofed_identity_headers_replaced_on_valid_request(stack):
     params = client.assertion_params(svid())
     resp = stack.post(params, headers=SPOOFED + SPOOFED)
     assert_token_issued(resp, stack, DEMO, "demo-client", params)
+
+
+# ------------------------------------------------------- not implemented, ignored safely
+
+
+def test_wit_headers_alone_not_authenticated(stack):
+    """WIT-0, WIT-1, WIT-2 (WIT-SVID method not implemented, ignored safely): a token request
+    that authenticates only with OAuth-Client-Attestation / -PoP headers, carrying a WIT signed
+    by the trust domain's own key, gets no identity headers: it is forwarded unchanged (the
+    attestation headers too) and the AS refuses it itself."""
+    wit = svid(header={"typ": "wit+jwt"}, jti="wit-1",
+               cnf={"jwk": {"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"}})
+    pop = "eyJhbGciOiJFUzI1NiIsInR5cCI6Im9hdXRoLWNsaWVudC1hdHRlc3RhdGlvbi1wb3Arand0In0.e30.AAAA"
+    params = [("grant_type", "client_credentials"), ("client_id", "demo-client")]
+    resp = stack.post(params, headers=[("OAuth-Client-Attestation", wit),
+                                       ("OAuth-Client-Attestation-PoP", pop)])
+    assert (resp.status, resp.json()) == (401, {"error": "invalid_client"})  # the AS's answer
+    seen = _assert_forwarded_as_is(stack, "POST", TOKEN_PATH, client.form(params))
+    assert seen.header_values("oauth-client-attestation") == [wit]
+    assert seen.header_values("oauth-client-attestation-pop") == [pop]
+
+
+def test_metadata_not_served_or_rewritten(stack):
+    """META-1 (not implemented, ignored safely): the filter neither serves nor rewrites RFC 8414
+    metadata, so it advertises no method; the metadata request reaches the AS unchanged and the
+    AS's answer comes back as is."""
+    path = "/.well-known/oauth-authorization-server"
+    resp = client.request(stack.port, "GET", path)
+    assert (resp.status, resp.json()) == (200, {"ok": True})
+    _assert_forwarded_as_is(stack, "GET", path, b"")
