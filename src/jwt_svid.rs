@@ -444,4 +444,6 @@ fn time_claim(
 }
 
 #[cfg(test)]
+mod differential;
+#[cfg(test)]
 mod tests;
