@@ -13,12 +13,14 @@ use ring::signature::{self as ring_sig, RsaPublicKeyComponents, UnparsedPublicKe
 
 const MAX: usize = 16 * 1024;
 
+/// ring's verification: (signing input, signature) → accepted.
+type RingVerify = Box<dyn Fn(&[u8], &[u8]) -> bool>;
+
 struct Case {
     alg: &'static str,
     token: String,
     bundle: TrustBundle,
-    /// ring's view of the same verification: (signing input, signature) → accepted.
-    ring: Box<dyn Fn(&[u8], &[u8]) -> bool>,
+    ring: RingVerify,
 }
 
 fn policy() -> JwtSvidPolicy<'static> {
