@@ -64,7 +64,7 @@ impl fmt::Display for X509SvidError {
             IntermediateNotSigning(i) => {
                 write!(f, "intermediate {i} lacks CA=true or keyCertSign")
             }
-            NoAuthorities => f.write_str("trust domain has no x509-svid authorities"),
+            NoAuthorities => f.write_str("trust domain has no x509-svid authority valid now"),
             Path(e) => write!(f, "path validation failed: {e}"),
         }
     }
@@ -155,8 +155,12 @@ pub fn verify(
             return Err(X509SvidError::IntermediateNotSigning(i));
         }
     }
+    // An authority outside its own validity window is no anchor: webpki does not look at an
+    // anchor's dates (RFC 5280 §6.1.1 leaves that to the relying party), go-spiffe (Go's
+    // x509) and OpenSSL refuse such a chain, and so do we (X509-11, fail closed).
     let root_ders: Vec<CertificateDer<'_>> = authorities
         .iter()
+        .filter(|der| valid_at(der, now))
         .map(|der| CertificateDer::from(der.as_slice()))
         .collect();
     // An authority webpki cannot use as an anchor is skipped, not fatal (BUN-6 spirit).
@@ -188,6 +192,16 @@ pub fn verify(
     Ok(id)
 }
 
+/// Whether a certificate's validity window contains `now` (Unix seconds).
+fn valid_at(der: &[u8], now: u64) -> bool {
+    let Ok(cert) = Certificate::from_der(der) else {
+        return false;
+    };
+    let validity = cert.tbs_certificate().validity();
+    let secs = |t: &x509_cert::time::Time| t.to_unix_duration().as_secs();
+    secs(&validity.not_before) <= now && now <= secs(&validity.not_after)
+}
+
 /// A signing certificate per the X509-SVID profile (X509-8): CA=true, a key usage with
 /// keyCertSign, and any SPIFFE ID it carries is `trust_domain`'s own, without a path (strict:
 /// a CA naming a workload, or another trust domain, does not sign this trust domain's SVIDs).
@@ -217,5 +231,7 @@ fn is_signing_certificate(der: &[u8], trust_domain: &str) -> bool {
     ca && cert_sign && ids_ok
 }
 
+#[cfg(test)]
+mod differential;
 #[cfg(test)]
 mod tests;
