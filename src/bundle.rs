@@ -399,7 +399,8 @@ pub(crate) mod tests {
         assert_eq!(b.refresh_hint, None);
     }
 
-    /// R1 – R4: documents that are refused as a whole.
+    /// R1 – R4 / FC-07 / FC-18: documents that are refused as a whole (a failed fetch, never an
+    /// empty trust set).
     #[test]
     fn bun_1_bun_17_bun_18_bun_19_invalid_documents() {
         let cases: &[(&str, BundleError)] = &[

@@ -214,7 +214,7 @@ mod tests {
         }
     }
 
-    /// Requirements §4.1, invalid list (ID-1 … ID-8).
+    /// Requirements §4.1, invalid list (ID-1 … ID-8; the grammar half of FC-27).
     #[test]
     fn id_vectors_invalid() {
         let long_td = format!("spiffe://{}/x", "a".repeat(256));

@@ -83,7 +83,7 @@ fn c11_other_trust_domains_root() {
     path_error(verify(&forged, &[sub.der.clone()], &[org.der.clone()], NOW));
 }
 
-/// C1 – C5 / X509-2 / X509-6: URI SAN rules.
+/// C1 – C5 / X509-2 / X509-6 / FC-23 a b c / FC-22 e: URI SAN rules.
 #[test]
 fn c1_c5_uri_san_rules() {
     let org = root("example.org");
@@ -121,7 +121,7 @@ fn c1_c5_uri_san_rules() {
     }
 }
 
-/// C6 – C9 / X509-3 … X509-5: leaf basic constraints and key usage.
+/// C6 – C9 / X509-3 … X509-5 / FC-22 a b c d: leaf basic constraints and key usage.
 #[test]
 fn c6_c9_leaf_profile() {
     let org = root("example.org");

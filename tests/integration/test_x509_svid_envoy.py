@@ -107,7 +107,7 @@ def test_jwt_svid_with_a_certificate_of_the_same_id(stack):
     pytest.param(lambda: (svid.leaf(ORG_MID, [DEMO]), []), id="X509-13-intermediate-not-sent"),
 ])
 def test_invalid_certificates_rejected(stack, make):
-    """Every certificate fault → 401 invalid_client; nothing reaches the AS."""
+    """Every certificate fault (FC-22 a b g h, FC-23 a) → 401 invalid_client; nothing reaches the AS."""
     leaf, chain = make()
     assert_invalid_client(stack.post_mtls(token_request(), files(stack, leaf, chain)))
     assert_nothing_forwarded(stack)
