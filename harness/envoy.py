@@ -68,6 +68,8 @@ def render_config(plugin_config: dict, *, wasm_path: Path | None, ca_file: Path,
     cluster_tmpl = Template((TEMPLATE_DIR / "bundle-cluster.yaml.tmpl").read_text())
     clusters = []
     for td, settings in plugin_config.get("trust_domains", {}).items():
+        if td not in bundle_ports:
+            continue  # no cluster at all: the filter's callouts to it fail (field case FC-17 e)
         endpoint = settings["bundle_endpoint"]
         clusters.append(cluster_tmpl.substitute(
             TRUST_DOMAIN=td, CLUSTER=endpoint["cluster"], AUTHORITY=endpoint["authority"],

@@ -59,7 +59,7 @@ impl Rejection {
     /// claimed ID is a registered client: a token naming anybody else could never be accepted,
     /// so it must not hold a request or bring a fetch forward.
     fn awaiting(mut self, config: &Config, claimed: &SpiffeId, trust_domain: &TrustDomain) -> Self {
-        if config.clients.contains_key(claimed) {
+        if config.is_registered(claimed) {
             self.awaits_bundle = Some(trust_domain.clone());
         }
         self
@@ -180,20 +180,8 @@ fn authenticate_inner(
             "client_assertion_type is a case, space or encoding variant of the jwt-spiffe URN",
         )),
         Method::JwtSvid => {
-            let identity = authenticate_jwt_svid(config, head, &params, bundles, now)?;
-            // The assertion selects the method; a certificate that claims a SPIFFE identity
-            // must be an X509-SVID of the same ID, or it is a conflict, never merged (REQ-10,
-            // FC-12 c).
-            if let Some(chain) = presented.filter(|c| x509_svid::claims_spiffe_id(&c.leaf)) {
-                if x509_svid::leaf_spiffe_id(&chain.leaf).ok().as_ref() != Some(&identity.0) {
-                    return Err(Rejection::new(
-                        InvalidRequest,
-                        "client certificate claims another SPIFFE identity than the assertion",
-                    )
-                    .claiming(&identity.0));
-                }
-            }
-            let (spiffe_id, client_id) = identity;
+            let (spiffe_id, client_id) =
+                authenticate_jwt_svid(config, head, &params, presented, bundles, now)?;
             Ok(Some((spiffe_id, client_id, Credential::JwtSvid)))
         }
         // A certificate that claims a SPIFFE ID, with no other credential, is the X509-SVID
@@ -204,6 +192,21 @@ fn authenticate_inner(
                     |(spiffe_id, client_id)| Some((spiffe_id, client_id, Credential::X509Svid)),
                 )
             }
+            // A certificate as the only credential of a client registered here is an X509-SVID
+            // attempt even without a SPIFFE URI SAN (a DNS-only certificate, FC-23 c): refused,
+            // not left to an AS that may accept the certificate on other grounds.
+            Some(_)
+                if !other_credential
+                    && params
+                        .client_id
+                        .as_deref()
+                        .is_some_and(|id| config.names_registered_client(id)) =>
+            {
+                Err(Rejection::new(
+                    InvalidClient,
+                    "client certificate of a registered SPIFFE client has no spiffe URI SAN",
+                ))
+            }
             _ => Ok(None),
         },
     }
@@ -213,19 +216,23 @@ fn authenticate_jwt_svid(
     config: &Config,
     head: &RequestHead<'_>,
     params: &AuthParameters,
+    presented: Option<&PresentedChain>,
     bundles: &dyn BundleSource,
     now: Option<u64>,
 ) -> Result<Identity, Rejection> {
-    // One client authentication method per request (RFC 6749 §2.3, REQ-9, requirements OPEN-6).
+    // One client authentication method per request (RFC 6749 §2.3). A request that "utilizes
+    // more than one mechanism for authenticating the client" is `invalid_request` by RFC 6749
+    // §5.2 (REQ-9, OPEN-6, FC-12 a/b): it is malformed whatever either credential is worth, so
+    // it is refused before the assertion is looked at, and never gets a challenge.
     if head.authorization.is_some() {
         return Err(Rejection::new(
-            InvalidClient,
+            InvalidRequest,
             "jwt-spiffe assertion together with an Authorization header",
         ));
     }
     if params.client_secret.is_some() {
         return Err(Rejection::new(
-            InvalidClient,
+            InvalidRequest,
             "jwt-spiffe assertion together with client_secret",
         ));
     }
@@ -242,6 +249,19 @@ fn authenticate_jwt_svid(
     let svid = JwtSvid::decode(assertion, config.limits.max_assertion_bytes)
         .map_err(|e| Rejection::new(InvalidClient, format!("JWT-SVID: {e}")))?;
     let claimed = svid.subject();
+    // The assertion selects the method; a client certificate that claims a SPIFFE identity
+    // must be an X509-SVID of the same ID, or the request carries two identities: malformed
+    // like any other second mechanism (REQ-10, FC-12 c), whatever either credential is worth,
+    // so it is decided before the assertion is verified.
+    if let Some(chain) = presented.filter(|c| x509_svid::claims_spiffe_id(&c.leaf)) {
+        if x509_svid::leaf_spiffe_id(&chain.leaf).ok().as_ref() != Some(claimed) {
+            return Err(Rejection::new(
+                InvalidRequest,
+                "client certificate claims another SPIFFE identity than the assertion",
+            )
+            .claiming(claimed));
+        }
+    }
     // The bundle is chosen by the trust domain in `sub`, among configured ones only (JWT-12, ID-9).
     let (trust_domain, bundle) = bundle_of(config, bundles, claimed)?;
     let now = host_time(now)?;
@@ -342,7 +362,7 @@ fn registered_client(
     spiffe_id: &SpiffeId,
     sent: Option<&str>,
 ) -> Result<String, Rejection> {
-    let client_id = config.clients.get(spiffe_id).ok_or_else(|| {
+    let client_id = config.client_id_for(spiffe_id).ok_or_else(|| {
         Rejection::new(InvalidClient, "SPIFFE ID is not a registered client").claiming(spiffe_id)
     })?;
     match sent {
@@ -354,7 +374,7 @@ fn registered_client(
             ),
         )
         .claiming(spiffe_id)),
-        _ => Ok(client_id.clone()),
+        _ => Ok(client_id),
     }
 }
 

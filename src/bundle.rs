@@ -433,7 +433,8 @@ pub(crate) mod tests {
     /// R1, R2, R3, R4: documents that are refused as a whole: no or non-array keys (BUN-1), a
     /// top-level array, HTML, empty or invalid UTF-8 (R2), non-integer hint or sequence (BUN-17,
     /// BUN-18), duplicate members (BUN-19); and the §4.3 ambiguous case pinned: a negative
-    /// spiffe_sequence is refused, like go-spiffe.
+    /// spiffe_sequence is refused, like go-spiffe. FC-07, FC-18: a failed fetch, never an
+    /// empty trust set.
     #[test]
     fn bun_1_bun_17_bun_18_bun_19_invalid_documents() {
         let cases: &[(&str, BundleError)] = &[

@@ -164,6 +164,9 @@ pub struct Config {
     pub trust_domains: BTreeMap<TrustDomain, TrustDomainConfig>,
     /// Registered SPIFFE IDs and the client id each authenticates as (CID-1).
     pub clients: HashMap<SpiffeId, String>,
+    /// Path-prefix registrations (`spiffe_id` ending in `/*`, draft-02 §5.1, CIMD-3), longest
+    /// prefix first. An exact registration always wins over a prefix.
+    pub client_prefixes: Vec<ClientPrefix>,
     pub identity_headers: IdentityHeaders,
     pub clock_skew: Duration,
     /// draft editor's copy after -02: `client_id` required with a JWT-SVID (CID-3).
@@ -216,8 +219,85 @@ struct RawEndpoint {
     follow_redirects: bool,
 }
 
+/// The prefix of a `spiffe_id` registration `<base>/*`: `base` must be a SPIFFE ID (a trust
+/// domain ID too, for the whole trust domain) of a configured trust domain, without wildcards.
+fn client_prefix(
+    field: &str,
+    base: &str,
+    trust_domains: &BTreeMap<TrustDomain, TrustDomainConfig>,
+) -> Result<String, ConfigError> {
+    if base.contains('*') {
+        return Err(refuse(
+            format!("{field}.spiffe_id"),
+            "a wildcard is allowed only as a trailing /* (a path prefix)",
+        ));
+    }
+    let id = SpiffeId::parse(base).map_err(|e| {
+        refuse(
+            format!("{field}.spiffe_id"),
+            format!("not a SPIFFE ID followed by /*: {e}"),
+        )
+    })?;
+    if !trust_domains
+        .keys()
+        .any(|td| td.as_str() == id.trust_domain_name())
+    {
+        return Err(refuse(
+            format!("{field}.spiffe_id"),
+            format!(
+                "trust domain {:?} is not in trust_domains",
+                id.trust_domain_name()
+            ),
+        ));
+    }
+    Ok(format!("{base}/"))
+}
+
 fn default_true() -> bool {
     true
+}
+
+/// A registration of every SPIFFE ID under a path prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPrefix {
+    /// The registered `spiffe_id` without its trailing `*`, so ending in `/`
+    /// (`spiffe://example.org/workloads/`). It matches by whole path segments only:
+    /// `…/workloads/a` and `…/workloads/a/b`, never `…/workloads` or `…/workloads-evil/a`.
+    pub prefix: String,
+    /// The client id all of them authenticate as; each its own SPIFFE ID when not configured.
+    pub client_id: Option<String>,
+}
+
+impl Config {
+    /// The client id registered for `id`: its exact registration, else the longest prefix
+    /// registration that contains it (CID-1, FC-27). `None` for an unregistered ID.
+    pub fn client_id_for(&self, id: &SpiffeId) -> Option<String> {
+        if let Some(client_id) = self.clients.get(id) {
+            return Some(client_id.clone());
+        }
+        // A valid SPIFFE ID never ends in `/`, so a match has at least one segment after the
+        // prefix, and a trust domain ID (no path) matches no prefix.
+        self.client_prefixes
+            .iter()
+            .find(|p| id.as_str().starts_with(&p.prefix))
+            .map(|p| p.client_id.clone().unwrap_or_else(|| id.to_string()))
+    }
+
+    /// Whether a request's `client_id` names a client registered here: a registered SPIFFE ID,
+    /// or a configured `client_id`.
+    pub fn names_registered_client(&self, client_id: &str) -> bool {
+        SpiffeId::parse(client_id).is_ok_and(|id| self.is_registered(&id))
+            || self.clients.values().any(|c| c == client_id)
+            || self
+                .client_prefixes
+                .iter()
+                .any(|p| p.client_id.as_deref() == Some(client_id))
+    }
+
+    /// Whether `id` is a registered client.
+    pub fn is_registered(&self, id: &SpiffeId) -> bool {
+        self.client_id_for(id).is_some()
+    }
 }
 
 #[derive(Deserialize)]
@@ -373,8 +453,31 @@ impl RawConfig {
             );
         }
         let mut clients = HashMap::new();
+        let mut client_prefixes: Vec<ClientPrefix> = Vec::new();
         for (i, c) in self.clients.iter().enumerate() {
             let field = format!("clients[{i}]");
+            if let Some(base) = c.spiffe_id.strip_suffix("/*") {
+                let prefix = client_prefix(&field, base, &trust_domains)?;
+                if let Some(id) = &c.client_id {
+                    if id.is_empty() {
+                        return Err(refuse(format!("{field}.client_id"), "must not be empty"));
+                    }
+                }
+                if client_prefixes.iter().any(|p| p.prefix == prefix) {
+                    return Err(refuse(format!("{field}.spiffe_id"), "registered twice"));
+                }
+                client_prefixes.push(ClientPrefix {
+                    prefix,
+                    client_id: c.client_id.clone(),
+                });
+                continue;
+            }
+            if c.spiffe_id.contains('*') {
+                return Err(refuse(
+                    format!("{field}.spiffe_id"),
+                    "a wildcard is allowed only as a trailing /* (a path prefix)",
+                ));
+            }
             let id = SpiffeId::parse(&c.spiffe_id).map_err(|e| {
                 refuse(
                     format!("{field}.spiffe_id"),
@@ -407,6 +510,8 @@ impl RawConfig {
                 return Err(refuse(format!("{field}.spiffe_id"), "registered twice"));
             }
         }
+        // Longest prefix first: the most specific registration decides.
+        client_prefixes.sort_by_key(|p| std::cmp::Reverse(p.prefix.len()));
         let spiffe_id_header = check_header_name(
             "identity_headers.spiffe_id",
             &self.identity_headers.spiffe_id,
@@ -447,6 +552,7 @@ impl RawConfig {
             token_path_keys,
             trust_domains,
             clients,
+            client_prefixes,
             identity_headers,
             clock_skew: Duration::from_secs(self.clock_skew_seconds),
             require_client_id: self.require_client_id,

@@ -312,7 +312,7 @@ mod tests {
 
     /// Requirements §4.1, invalid list: scheme (ID-1), empty trust domain (ID-2), trust domain
     /// characters (ID-3), path characters (ID-4), empty and dot segments, trailing slash (ID-5),
-    /// lengths (ID-7), nothing normalised (ID-8).
+    /// lengths (ID-7), nothing normalised (ID-8); the grammar half of FC-27.
     #[test]
     fn id_vectors_invalid() {
         let long_td = format!("spiffe://{}/x", "a".repeat(256));

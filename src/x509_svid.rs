@@ -70,9 +70,11 @@ impl fmt::Display for X509SvidError {
     }
 }
 
-/// Whether the leaf claims a SPIFFE identity: a URI SAN whose scheme is `spiffe` in any case.
-/// Such a certificate is an X509-SVID attempt and is validated (and refused if invalid);
-/// any other client certificate is not this filter's business.
+/// Whether the leaf claims a SPIFFE identity: a URI SAN that mentions `spiffe:` anywhere, in
+/// any case (`spiffe://…`, `SPIFFE://…`, `xspiffe://…`, `https://h/spiffe://…`: readers that
+/// search for the scheme inside the string exist, FC-27). Such a certificate is an X509-SVID
+/// attempt and is validated (and refused unless it is a valid one); any other client
+/// certificate is not this filter's business.
 pub fn claims_spiffe_id(leaf_der: &[u8]) -> bool {
     let Ok(cert) = Certificate::from_der(leaf_der) else {
         return false;
@@ -84,7 +86,7 @@ pub fn claims_spiffe_id(leaf_der: &[u8]) -> bool {
         .any(|(_, san)| {
             san.0.iter().any(|name| {
                 matches!(name, GeneralName::UniformResourceIdentifier(uri)
-                    if uri.as_str().get(..7).is_some_and(|s| s.eq_ignore_ascii_case("spiffe:")))
+                    if uri.as_str().to_ascii_lowercase().contains("spiffe:"))
             })
         });
     claims

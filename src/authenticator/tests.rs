@@ -176,7 +176,7 @@ fn q1_repeated_assertion() {
     assert_eq!(code, ErrorCode::InvalidRequest);
 }
 
-/// Q2, Q3 / REQ-9: mixed methods → invalid_client.
+/// Q2, Q3 / REQ-9 / OPEN-6 / FC-12 a b: mixed methods → invalid_request (RFC 6749 §5.2).
 #[test]
 fn q2_q3_mixed_methods() {
     let basic = RequestHead {
@@ -184,13 +184,13 @@ fn q2_q3_mixed_methods() {
         ..post()
     };
     let (code, reason) = rejected(decide(&basic, &body_with(&good_token(), "")));
-    assert_eq!(code, ErrorCode::InvalidClient);
+    assert_eq!(code, ErrorCode::InvalidRequest);
     assert!(reason.contains("Authorization"));
     let (code, reason) = rejected(decide(
         &post(),
         &body_with(&good_token(), "&client_secret=x"),
     ));
-    assert_eq!(code, ErrorCode::InvalidClient);
+    assert_eq!(code, ErrorCode::InvalidRequest);
     assert!(reason.contains("client_secret"));
 }
 
@@ -774,3 +774,5 @@ fn cimd_url_client_id_is_refused_without_fetching() {
         )
     );
 }
+
+mod field_cases;

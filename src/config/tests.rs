@@ -476,17 +476,86 @@ fn bep_2_endpoint_authority_refusals() {
     }
 }
 
-/// CIMD-2, CIMD-3, §4.6 (not implemented): the registry holds exact SPIFFE IDs only; a
-/// wildcard pattern is not a SPIFFE ID and is refused.
+/// FC-27 / CIMD-2 / CIMD-3 / §4.6 (4.6): a `spiffe_id` ending in `/*` registers a path
+/// prefix; a `*` anywhere else is a configuration error.
 #[test]
-fn cimd_2_cimd_3_no_wildcard_patterns() {
-    for pattern in [
-        "spiffe://example.org/client/*",
-        "spiffe://example.org/*",
+fn fc_27_prefix_registrations() {
+    let clients = json!([
+        {"spiffe_id": "spiffe://example.org/my-oauth-client"},
+        {"spiffe_id": "spiffe://example.org/workloads/*"},
+        {"spiffe_id": "spiffe://example.org/workloads/batch/*", "client_id": "batch"},
+        {"spiffe_id": "spiffe://example.org/workloads/exact", "client_id": "exact"}
+    ]);
+    let c = parse(&with(&["clients"], clients)).unwrap();
+    let lookup = |id: &str| c.client_id_for(&SpiffeId::parse(id).unwrap());
+    for (id, want) in [
+        (
+            "spiffe://example.org/my-oauth-client",
+            Some(id_str("spiffe://example.org/my-oauth-client")),
+        ),
+        (
+            "spiffe://example.org/workloads/a",
+            Some(id_str("spiffe://example.org/workloads/a")),
+        ),
+        (
+            "spiffe://example.org/workloads/a/b",
+            Some(id_str("spiffe://example.org/workloads/a/b")),
+        ),
+        // The longest prefix decides; an exact registration beats every prefix.
+        (
+            "spiffe://example.org/workloads/batch/1",
+            Some("batch".to_owned()),
+        ),
+        (
+            "spiffe://example.org/workloads/exact",
+            Some("exact".to_owned()),
+        ),
+        ("spiffe://example.org/workloads-evil/a", None),
+        ("spiffe://example.org/workloads", None),
+        ("spiffe://example.org/workloadsx", None),
+        ("spiffe://example.org/my-oauth-client/x", None),
+        ("spiffe://example.org", None),
+    ] {
+        assert_eq!(lookup(id), want, "{id}");
+    }
+    // The whole trust domain.
+    let all = parse(&with(
+        &["clients"],
+        json!([{"spiffe_id": "spiffe://example.org/*"}]),
+    ))
+    .unwrap();
+    let any = SpiffeId::parse("spiffe://example.org/anything").unwrap();
+    assert_eq!(all.client_id_for(&any).as_deref(), Some(any.as_str()));
+    assert!(!all.is_registered(&SpiffeId::parse("spiffe://example.org").unwrap()));
+
+    for bad in [
         "spiffe://example.org/client*",
         "spiffe://example.org/*/x",
+        "spiffe://example.org/a*b",
+        "spiffe://example.org/*/*",
+        "spiffe://example.org/**",
+        "spiffe://*/x",
+        "spiffe://example.org/workloads/",
+        "spiffe://example.org/workloads//*",
+        "spiffe://example.org/a/../*",
+        "spiffe://example.net/*",
+        "SPIFFE://example.org/*",
     ] {
-        let e = refused(&with(&["clients"], json!([{ "spiffe_id": pattern }])));
-        assert_eq!(e.field, "clients[0].spiffe_id", "{pattern}");
+        let e = refused(&with(&["clients"], json!([{ "spiffe_id": bad }])));
+        assert_eq!(e.field, "clients[0].spiffe_id", "{bad}: {e}");
     }
+    let twice = json!([{"spiffe_id": "spiffe://example.org/w/*"}, {"spiffe_id": "spiffe://example.org/w/*"}]);
+    assert_eq!(
+        refused(&with(&["clients"], twice)).field,
+        "clients[1].spiffe_id"
+    );
+    let empty = json!([{"spiffe_id": "spiffe://example.org/w/*", "client_id": ""}]);
+    assert_eq!(
+        refused(&with(&["clients"], empty)).field,
+        "clients[0].client_id"
+    );
+}
+
+fn id_str(s: &str) -> String {
+    s.to_owned()
 }

@@ -86,11 +86,12 @@ impl RootContext for FilterRoot {
         match Config::parse(&bytes) {
             Ok(config) => {
                 log::info!(
-                    "configured: issuer {}, token paths {:?}, {} trust domain(s), {} client(s)",
+                    "configured: issuer {}, token paths {:?}, {} trust domain(s), {} client(s), {} client prefix(es)",
                     config.issuer,
                     config.token_paths,
                     config.trust_domains.len(),
-                    config.clients.len()
+                    config.clients.len(),
+                    config.client_prefixes.len()
                 );
                 let r = &config.refresh;
                 log::info!(

@@ -70,6 +70,8 @@ fn openssl_accepts(dir: &Path, leaf: &[u8], intermediates: &[&[u8]], roots: &[&[
     out.status.success()
 }
 
+/// X509-1, X509-11 (anchors' validity too), X509-9, FC-22: 14 chain shapes, both verdicts
+/// asserted.
 #[test]
 fn x509_1_chain_validation_agrees_with_openssl() {
     let dir = std::env::temp_dir().join(format!("spiffe-x509-diff-{}", std::process::id()));

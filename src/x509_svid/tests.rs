@@ -84,7 +84,7 @@ fn c11_other_trust_domains_root() {
 }
 
 /// C1, C2, C3, C4, C5 / X509-2 / X509-6: URI SAN rules, read by the filter from the whole leaf
-/// (EDGE-2: never Envoy's first-URI-SAN attribute).
+/// (EDGE-2: never Envoy's first-URI-SAN attribute). FC-23 a b c, FC-22 e.
 #[test]
 fn c1_c5_uri_san_rules() {
     let org = root("example.org");
@@ -122,7 +122,7 @@ fn c1_c5_uri_san_rules() {
     }
 }
 
-/// C6, C7, C8, C9 / X509-3, X509-4, X509-5: leaf basic constraints and key usage.
+/// C6, C7, C8, C9 / X509-3, X509-4, X509-5: leaf basic constraints and key usage. FC-22 a b c d.
 #[test]
 fn c6_c9_leaf_profile() {
     let org = root("example.org");

@@ -49,7 +49,7 @@ def test_fetch_was_attempted_and_failed(stack):
 
 
 def test_valid_assertion_rejected_while_no_bundle(stack):
-    """BEP-7, ERR-7: no bundle yet → 401 invalid_client (not 5xx), nothing reaches the AS."""
+    """BEP-7, ERR-7, FC-18 T2: no bundle yet → 401 invalid_client (not 5xx), nothing reaches the AS."""
     resp = stack.post_assertion(pki.mint_svid(ORG_KEY, DEMO, ISSUER))
     assert_invalid_client(resp)
     assert_nothing_forwarded(stack)

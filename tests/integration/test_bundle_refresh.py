@@ -177,7 +177,9 @@ def test_endpoint_down_keeps_last_good_bundle(stack):
 
 
 def test_empty_keys_revokes(stack):
-    """BUN-2: `{"keys":[]}` is a valid bundle that revokes every key. Runs last."""
+    """BUN-2: `{"keys":[]}` is a valid bundle that revokes every key (SPIFFE Trust Domain and
+    Bundle §4.1.3; this departs from field case FC-18, which would keep the last good bundle).
+    Runs last."""
     stack.bundles[ORG].set_response(body=pki.bundle_bytes([NEW_KEY], sequence=2, refresh_hint=HINT),
                                     status=200)
     assert stack.wait_until_accepted(pki.mint_svid(NEW_KEY, DEMO, ISSUER), timeout=10)

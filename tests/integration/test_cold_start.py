@@ -49,7 +49,7 @@ def timed_post(stack, token):
 
 
 def test_first_requests_wait_for_the_first_bundle(stack):
-    """Five requests sent before the first fetch all succeed, with one fetch between them; and
+    """FC-20: five requests sent before the first fetch all succeed, with one fetch between them; and
     the unreachable trust domains answer invalid_client within the bounded wait."""
     org_token = pki.mint_svid(ORG_KEY, ORG_ID, ISSUER)
     net_token = pki.mint_svid(NET_KEY, NET_ID, ISSUER)

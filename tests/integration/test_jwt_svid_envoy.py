@@ -235,15 +235,16 @@ def test_client_id_naming_another_client(stack, client_id):
 
 
 def test_basic_authorization_plus_assertion(stack):
-    """REQ-9, ERR-3, Q2: Authorization: Basic + assertion → 401 with WWW-Authenticate Basic."""
-    resp = stack.post_assertion(svid(), headers=[("Authorization", "Basic ZGVtby1jbGllbnQ6czNjcmV0")])
-    assert_invalid_client(resp, www_authenticate=f'Basic realm="{ISSUER}"')
+    """REQ-9, Q2, FC-12 a (README "Mixed methods"): Authorization: Basic + assertion → 400
+    invalid_request (RFC 6749 §5.2: more than one mechanism), without a challenge."""
+    resp = stack.post_assertion(svid(), headers=[("Authorization", "Basic bXktb2F1dGgtY2xpZW50Ondyb25n")])
+    assert_invalid_request(resp)
     assert_nothing_forwarded(stack)
 
 
 def test_client_secret_plus_assertion(stack):
-    """REQ-9, Q3: client_secret together with an assertion → invalid_client."""
-    assert_invalid_client(stack.post_assertion(svid(), client_secret="x"))
+    """REQ-9, Q3, FC-12 b: client_secret together with an assertion → 400 invalid_request."""
+    assert_invalid_request(stack.post_assertion(svid(), client_secret="wrong"))
     assert_nothing_forwarded(stack)
 
 

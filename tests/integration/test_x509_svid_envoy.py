@@ -109,7 +109,7 @@ def test_jwt_svid_with_a_certificate_of_the_same_id(stack):
 def test_invalid_certificates_rejected(stack, make):
     """Every certificate fault → 401 invalid_client; nothing reaches the AS: C1 (two URI SANs,
     EDGE-2: the filter reads the whole leaf, not Envoy's first-URI-SAN attribute), C6, C7, C10,
-    C11 (EDGE-3, X509-1), C13, and an intermediate the client did not send (X509-13)."""
+    C11 (EDGE-3, X509-1), C13, and an intermediate the client did not send (X509-13). FC-22 a b g h, FC-23 a."""
     leaf, chain = make()
     assert_invalid_client(stack.post_mtls(token_request(), files(stack, leaf, chain)))
     assert_nothing_forwarded(stack)
