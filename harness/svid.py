@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from .pki import _int_b64, _pem_key
 
@@ -112,3 +112,42 @@ def client_files(directory: str | Path, svid: Issued, chain=(), name: str | None
     cert_path.write_bytes(svid.pem + b"".join(c.pem for c in chain))
     key_path.write_bytes(_pem_key(svid.key))
     return cert_path, key_path
+
+
+def _der_tlv(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes(
+        (n.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + length + body
+
+
+def san_with_x400(uris) -> bytes:
+    """A subjectAltName value: the URIs, then an empty ``x400Address`` ([3]), a GeneralName
+    form that TLS stacks accept and some certificate parsers cannot read."""
+    names = b"".join(_der_tlv(0x86, u.encode()) for u in uris) + _der_tlv(0xA3, b"")
+    return _der_tlv(0x30, names)
+
+
+def leaf_with_raw_san(parent: Issued | None, san: bytes) -> Issued:
+    """An X509-SVID-shaped leaf whose subjectAltName is ``san`` as given (DER), issued by
+    ``parent``, or self-signed when ``parent`` is None."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(parent.cert.subject if parent else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(hours=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_usage(digital_signature=True), critical=True)
+        .add_extension(x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, san),
+                       critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    )
+    if parent:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()), critical=False)
+    return Issued(builder.sign(parent.key if parent else key, hashes.SHA256()), key)

@@ -257,7 +257,7 @@ fn authenticate_jwt_svid(
         if x509_svid::leaf_spiffe_id(&chain.leaf).ok().as_ref() != Some(claimed) {
             return Err(Rejection::new(
                 InvalidRequest,
-                "client certificate claims another SPIFFE identity than the assertion",
+                "client certificate claims another SPIFFE identity than the assertion (or cannot be read)",
             )
             .claiming(claimed));
         }

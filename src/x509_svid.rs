@@ -74,21 +74,23 @@ impl fmt::Display for X509SvidError {
 /// any case (`spiffe://…`, `SPIFFE://…`, `xspiffe://…`, `https://h/spiffe://…`: readers that
 /// search for the scheme inside the string exist, FC-27). Such a certificate is an X509-SVID
 /// attempt and is validated (and refused unless it is a valid one); any other client
-/// certificate is not this filter's business.
+/// certificate is not this filter's business. A leaf or a subjectAltName extension that cannot
+/// be read counts as a claim: what cannot be read cannot be ruled out, and TLS stacks accept SAN
+/// forms this parser does not (an `x400Address` beside a SPIFFE URI must not hide it).
 pub fn claims_spiffe_id(leaf_der: &[u8]) -> bool {
     let Ok(cert) = Certificate::from_der(leaf_der) else {
-        return false;
+        return true;
     };
-    let claims = cert
-        .tbs_certificate()
-        .filter_extensions::<SubjectAltName>()
-        .flatten()
-        .any(|(_, san)| {
-            san.0.iter().any(|name| {
-                matches!(name, GeneralName::UniformResourceIdentifier(uri)
-                    if uri.as_str().to_ascii_lowercase().contains("spiffe:"))
-            })
+    let mut claims = false;
+    for extension in cert.tbs_certificate().filter_extensions::<SubjectAltName>() {
+        let Ok((_, san)) = extension else {
+            return true;
+        };
+        claims |= san.0.iter().any(|name| {
+            matches!(name, GeneralName::UniformResourceIdentifier(uri)
+                if uri.as_str().to_ascii_lowercase().contains("spiffe:"))
         });
+    }
     claims
 }
 

@@ -56,6 +56,21 @@ pub struct PendingRequest {
 pub type HeldRequests = Rc<RefCell<Waiting<PendingRequest>>>;
 
 impl PendingRequest {
+    /// With `keep_xfcc`, Envoy's XFCC still describes the client certificate when the request
+    /// is forwarded. The TLS listener accepts any certificate and only the filter validates
+    /// SPIFFE ones, so a certificate claiming a SPIFFE ID that the filter did not validate as
+    /// the request's credential must not reach the AS in XFCC: an AS reading `URI=` from it
+    /// would take an unvalidated identity.
+    fn drop_unvalidated_xfcc(&self) {
+        let claims = self
+            .presented
+            .as_ref()
+            .is_some_and(|chain| crate::x509_svid::claims_spiffe_id(&chain.leaf));
+        if self.config.client_certificate.keep_xfcc && claims {
+            host::set_request_header(XFCC, None);
+        }
+    }
+
     /// The verdict at this moment's bundles and time.
     pub fn verdict(&self) -> Verdict {
         let config = &self.config;
@@ -93,10 +108,16 @@ impl PendingRequest {
                         forward_rfc9440(chain);
                     }
                 }
+                if credential != Credential::X509Svid {
+                    self.drop_unvalidated_xfcc();
+                }
                 log::info!("{spiffe_id} authenticated as client {client_id:?}");
                 true
             }
-            Verdict::PassThrough => true,
+            Verdict::PassThrough => {
+                self.drop_unvalidated_xfcc();
+                true
+            }
             Verdict::Reject(rejection) => {
                 answer_rejection(config, self.head.authorization.as_deref(), &rejection);
                 false

@@ -487,3 +487,25 @@ fn bun_21_authority_without_the_trust_domains_id() {
         Ok(id())
     );
 }
+
+/// REQ-10, FC-12 c, FC-23: what cannot be read cannot be ruled out: an unreadable leaf, or a
+/// subjectAltName extension the parser cannot decode, counts as a SPIFFE claim; a readable
+/// certificate without a `spiffe:` URI does not.
+#[test]
+fn unreadable_certificates_count_as_spiffe_claims() {
+    let org = root("example.org");
+    assert!(claims_spiffe_id(b"not a certificate"));
+    assert!(claims_spiffe_id(&[]));
+    let bad_san = leaf(&org, &[], |p| {
+        p.custom_extensions.push(CustomExtension::from_oid_content(
+            &[2, 5, 29, 17],
+            vec![0x30, 0x02, 0xa3, 0x00],
+        ))
+    });
+    assert!(claims_spiffe_id(&bad_san));
+    let dns_only = leaf(&org, &[], |p| {
+        p.subject_alt_names = vec![rcgen::SanType::DnsName("w.example.org".try_into().unwrap())]
+    });
+    assert!(!claims_spiffe_id(&dns_only));
+    assert!(claims_spiffe_id(&leaf(&org, &[ID], |_| {})));
+}

@@ -68,3 +68,16 @@ def test_registered_rule_rejects_the_spiffe_id_as_client_id(stack):
                            svid.client_files(stack.workdir / "clients", leaf))
     assert_invalid_client(resp)
     assert_nothing_forwarded(stack)
+
+
+def test_kept_xfcc_never_carries_an_unvalidated_spiffe_certificate(stack):
+    """keep_xfcc: a forged certificate claiming DEMO beside another credential (here a Bearer
+    header) is not this request's credential and is not validated; the request goes to the AS,
+    but without the XFCC header that would hand the AS the forged URI."""
+    forged = svid.leaf(svid.authority(ORG), [DEMO])  # under a root the bundle does not hold
+    resp = stack.post_mtls([("grant_type", "client_credentials"), ("client_id", DEMO)],
+                           svid.client_files(stack.workdir / "clients", forged), [("authorization", "Bearer x")])
+    assert resp.status == 401 and resp.json() == {"error": "invalid_client"}  # the AS's own answer
+    [seen] = stack.auth.requests
+    assert seen.header_values("x-forwarded-client-cert") == []
+    assert seen.header_values("x-spiffe-id") == []

@@ -191,3 +191,18 @@ def test_invalid_spiffe_certificate_beside_a_valid_assertion(stack):
     resp = stack.post_mtls(client.assertion_params(pki.mint_svid(JWT_KEY, DEMO, ISSUER)), files(stack, leaf))
     assert_invalid_request(resp)
     assert_nothing_forwarded(stack)
+
+
+def test_san_the_parser_cannot_read_does_not_hide_a_spiffe_claim(stack):
+    """REQ-10, FC-12 c, FC-23: a certificate for …/other whose subjectAltName also holds an
+    x400Address (accepted by the TLS stack, unreadable for the certificate parser) still claims
+    a SPIFFE ID: beside a JWT-SVID for DEMO it is a conflict (400), and alone it is an X509-SVID
+    attempt that fails (401) instead of passing through to the AS."""
+    other = svid.leaf_with_raw_san(ORG_CA, svid.san_with_x400(["spiffe://example.org/other"]))
+    resp = stack.post_mtls(client.assertion_params(pki.mint_svid(JWT_KEY, DEMO, ISSUER)), files(stack, other))
+    assert_invalid_request(resp)
+    assert_nothing_forwarded(stack)
+    forged = svid.leaf_with_raw_san(None, svid.san_with_x400([DEMO]))
+    resp = stack.post_mtls(token_request(client_id="someone-else"), files(stack, forged))
+    assert_invalid_client(resp)
+    assert_nothing_forwarded(stack)
