@@ -512,6 +512,7 @@ impl RawConfig {
         }
         // Longest prefix first: the most specific registration decides.
         client_prefixes.sort_by_key(|p| std::cmp::Reverse(p.prefix.len()));
+        check_client_id_collisions(&self.clients, &clients, &client_prefixes)?;
         let spiffe_id_header = check_header_name(
             "identity_headers.spiffe_id",
             &self.identity_headers.spiffe_id,
@@ -716,6 +717,45 @@ impl RawRefresh {
             on_demand_min_interval: Duration::from_millis(self.on_demand_min_interval_ms),
         })
     }
+}
+
+/// A configured `client_id` that is itself a SPIFFE ID, other than the registration's own, and
+/// that another registration already gives as its default client id (its own SPIFFE ID), would
+/// make two identities one client that the AS cannot tell apart: refused. (Several
+/// registrations sharing a configured non-SPIFFE-ID `client_id` is a deliberate choice.)
+fn check_client_id_collisions(
+    raw: &[RawClient],
+    clients: &HashMap<SpiffeId, String>,
+    prefixes: &[ClientPrefix],
+) -> Result<(), ConfigError> {
+    for (i, c) in raw.iter().enumerate() {
+        let Some(client_id) = &c.client_id else {
+            continue;
+        };
+        let Ok(named) = SpiffeId::parse(client_id) else {
+            continue;
+        };
+        if *client_id == c.spiffe_id {
+            continue;
+        }
+        let own_default = match clients.get(&named) {
+            Some(registered) => registered == client_id,
+            None => prefixes
+                .iter()
+                .find(|p| client_id.starts_with(&p.prefix))
+                .is_some_and(|p| p.client_id.is_none()),
+        };
+        if own_default {
+            return Err(refuse(
+                format!("clients[{i}].client_id"),
+                format!(
+                    "{} is already the client id of the SPIFFE ID {named} (its own registration): two identities would be one client",
+                    crate::log_text::quote(client_id)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A fraction within `[low, high]` in thousandths (rounded), or `None` outside it or NaN.

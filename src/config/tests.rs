@@ -556,6 +556,34 @@ fn fc_27_prefix_registrations() {
     );
 }
 
+/// CID-1, FC-27: a configured client_id that is another registration's SPIFFE ID (and so its
+/// default client id) would merge two identities into one client: refused, exactly or through
+/// a prefix; sharing a plain client_id stays allowed.
+#[test]
+fn cid_1_client_id_collisions_refused() {
+    let through_prefix = json!([
+        {"spiffe_id": "spiffe://example.org/ns/*"},
+        {"spiffe_id": "spiffe://example.org/billing", "client_id": "spiffe://example.org/ns/billing"}
+    ]);
+    let e = refused(&with(&["clients"], through_prefix));
+    assert_eq!(e.field, "clients[1].client_id", "{e}");
+    let exact = json!([
+        {"spiffe_id": "spiffe://example.org/a"},
+        {"spiffe_id": "spiffe://example.org/b", "client_id": "spiffe://example.org/a"}
+    ]);
+    assert_eq!(
+        refused(&with(&["clients"], exact)).field,
+        "clients[1].client_id"
+    );
+    let shared = json!([
+        {"spiffe_id": "spiffe://example.org/team/*", "client_id": "shared"},
+        {"spiffe_id": "spiffe://example.org/admin", "client_id": "shared"},
+        {"spiffe_id": "spiffe://example.org/c", "client_id": "spiffe://example.org/c"},
+        {"spiffe_id": "spiffe://example.org/d", "client_id": "spiffe://example.org/nobody"}
+    ]);
+    assert!(parse(&with(&["clients"], shared)).is_ok());
+}
+
 fn id_str(s: &str) -> String {
     s.to_owned()
 }
