@@ -111,6 +111,7 @@ def test_flood_of_unknown_kids_is_rate_limited(stack):
     with ThreadPoolExecutor(4) as pool:
         results = [r for rs in pool.map(hammer, range(4)) for r in rs]
     fetches = stack.bundles[ORG].hits - before
+    print(f"unknown-kid flood: {len(results)} requests in {flood_seconds}s, {fetches} fetches")
     assert len(results) >= 8
     assert {(status, error) for status, _, error in results} == {(401, "invalid_client")}
     assert max(elapsed for _, elapsed, _ in results) < WAIT_MS / 1000 + 1.0, "bounded wait"
