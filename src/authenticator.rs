@@ -6,6 +6,7 @@
 use crate::bundle::TrustBundle;
 use crate::client_cert::PresentedChain;
 use crate::config::{Config, TrustDomainConfig, X509ClientIdRule};
+use crate::credential_cache::{CredentialCache, CredentialDigest, Hit};
 use crate::jwt_svid::JwtSvidError;
 use crate::jwt_svid::{JwtSvid, JwtSvidPolicy};
 use crate::log_text::quote;
@@ -128,18 +129,26 @@ pub fn inspect_head(config: &Config, head: &RequestHead<'_>) -> HeadAction {
     }
 }
 
+/// Where a request's credentials are checked: the trust domains' current bundles, the cache of
+/// credentials that verified before, and host time in Unix seconds (`None` when the host cannot
+/// tell: then no SVID is accepted).
+#[derive(Clone, Copy)]
+pub struct Checks<'a> {
+    pub bundles: &'a dyn BundleSource,
+    pub cache: &'a CredentialCache,
+    pub now: Option<u64>,
+}
+
 /// Authenticates a token request from its complete form body and, on an mTLS connection, the
-/// client certificate chain it presented. `now` is host time in Unix seconds, `None` when the
-/// host cannot tell (then no SVID is accepted).
+/// client certificate chain it presented.
 pub fn authenticate(
     config: &Config,
     head: &RequestHead<'_>,
     body: &[u8],
     presented: Option<&PresentedChain>,
-    bundles: &dyn BundleSource,
-    now: Option<u64>,
+    checks: Checks<'_>,
 ) -> Verdict {
-    match authenticate_inner(config, head, body, presented, bundles, now) {
+    match authenticate_inner(config, head, body, presented, checks) {
         Ok(Some((spiffe_id, client_id, credential))) => Verdict::Authenticated {
             spiffe_id,
             client_id,
@@ -157,8 +166,7 @@ fn authenticate_inner(
     head: &RequestHead<'_>,
     body: &[u8],
     presented: Option<&PresentedChain>,
-    bundles: &dyn BundleSource,
-    now: Option<u64>,
+    checks: Checks<'_>,
 ) -> Result<Option<(SpiffeId, String, Credential)>, Rejection> {
     if body.len() > config.limits.max_body_bytes {
         return Err(Rejection::new(
@@ -181,14 +189,14 @@ fn authenticate_inner(
         )),
         Method::JwtSvid => {
             let (spiffe_id, client_id) =
-                authenticate_jwt_svid(config, head, &params, presented, bundles, now)?;
+                authenticate_jwt_svid(config, head, &params, presented, checks)?;
             Ok(Some((spiffe_id, client_id, Credential::JwtSvid)))
         }
         // A certificate that claims a SPIFFE ID, with no other credential, is the X509-SVID
         // method; any other certificate is incidental (optional mTLS) and left to the AS.
         Method::NotSpiffe => match presented {
             Some(chain) if !other_credential && x509_svid::claims_spiffe_id(&chain.leaf) => {
-                authenticate_x509_svid(config, &params, chain, bundles, now).map(
+                authenticate_x509_svid(config, &params, chain, checks).map(
                     |(spiffe_id, client_id)| Some((spiffe_id, client_id, Credential::X509Svid)),
                 )
             }
@@ -217,8 +225,7 @@ fn authenticate_jwt_svid(
     head: &RequestHead<'_>,
     params: &AuthParameters,
     presented: Option<&PresentedChain>,
-    bundles: &dyn BundleSource,
-    now: Option<u64>,
+    checks: Checks<'_>,
 ) -> Result<Identity, Rejection> {
     // One client authentication method per request (RFC 6749 §2.3). A request that "utilizes
     // more than one mechanism for authenticating the client" is `invalid_request` by RFC 6749
@@ -246,6 +253,19 @@ fn authenticate_jwt_svid(
             "client_id is missing (require_client_id)",
         ));
     }
+    // A JWT-SVID that verified before against the current bundle, and is still within its
+    // lifetime, is not verified again; everything about the request itself still is.
+    let digest = checks
+        .cache
+        .enabled()
+        .then(|| CredentialCache::jwt_digest(assertion));
+    if let Some(hit) = cache_lookup(checks, digest.as_ref()) {
+        check_certificate_identity(presented, &hit.spiffe_id)?;
+        if let Some(spiffe_id) = confirm_hit(config, checks, digest.as_ref(), hit)? {
+            let client_id = registered_client(config, &spiffe_id, params.client_id.as_deref())?;
+            return Ok((spiffe_id, client_id));
+        }
+    }
     let svid = JwtSvid::decode(assertion, config.limits.max_assertion_bytes)
         .map_err(|e| Rejection::new(InvalidClient, format!("JWT-SVID: {e}")))?;
     let claimed = svid.subject();
@@ -253,18 +273,10 @@ fn authenticate_jwt_svid(
     // must be an X509-SVID of the same ID, or the request carries two identities: malformed
     // like any other second mechanism (REQ-10, FC-12 c), whatever either credential is worth,
     // so it is decided before the assertion is verified.
-    if let Some(chain) = presented.filter(|c| x509_svid::claims_spiffe_id(&c.leaf)) {
-        if x509_svid::leaf_spiffe_id(&chain.leaf).ok().as_ref() != Some(claimed) {
-            return Err(Rejection::new(
-                InvalidRequest,
-                "client certificate claims another SPIFFE identity than the assertion (or cannot be read)",
-            )
-            .claiming(claimed));
-        }
-    }
+    check_certificate_identity(presented, claimed)?;
     // The bundle is chosen by the trust domain in `sub`, among configured ones only (JWT-12, ID-9).
-    let (trust_domain, bundle) = bundle_of(config, bundles, claimed)?;
-    let now = host_time(now)?;
+    let (trust_domain, bundle) = bundle_of(config, checks.bundles, claimed)?;
+    let now = host_time(checks.now)?;
     let policy = JwtSvidPolicy {
         audience: &config.issuer,
         leeway_secs: config.clock_skew.as_secs(),
@@ -277,9 +289,58 @@ fn authenticate_jwt_svid(
             _ => rejection,
         }
     })?;
+    if let Some(digest) = digest {
+        let valid_until = svid.valid_until(policy.leeway_secs);
+        checks
+            .cache
+            .insert(digest, &spiffe_id, &bundle, now, valid_until);
+    }
     // Client binding only after the signature verified (CID-9).
     let client_id = registered_client(config, &spiffe_id, params.client_id.as_deref())?;
     Ok((spiffe_id, client_id))
+}
+
+/// A client certificate that claims a SPIFFE identity beside a JWT-SVID must be an X509-SVID
+/// of the same ID (REQ-10, FC-12 c).
+fn check_certificate_identity(
+    presented: Option<&PresentedChain>,
+    claimed: &SpiffeId,
+) -> Result<(), Rejection> {
+    if let Some(chain) = presented.filter(|c| x509_svid::claims_spiffe_id(&c.leaf)) {
+        if x509_svid::leaf_spiffe_id(&chain.leaf).ok().as_ref() != Some(claimed) {
+            return Err(Rejection::new(
+                InvalidRequest,
+                "client certificate claims another SPIFFE identity than the assertion (or cannot be read)",
+            )
+            .claiming(claimed));
+        }
+    }
+    Ok(())
+}
+
+/// The cached verdict of a credential, if it is still within its validity window.
+fn cache_lookup(checks: Checks<'_>, digest: Option<&CredentialDigest>) -> Option<Hit> {
+    checks.cache.get(digest?, checks.now?)
+}
+
+/// Confirms a cached verdict against the trust domain's current bundle: the verified SPIFFE ID,
+/// or `None` when the bundle changed since (the credential is then verified again), or why the
+/// trust domain has no usable bundle now (the same answer an uncached credential gets).
+fn confirm_hit(
+    config: &Config,
+    checks: Checks<'_>,
+    digest: Option<&CredentialDigest>,
+    hit: Hit,
+) -> Result<Option<SpiffeId>, Rejection> {
+    let (_, bundle) = bundle_of(config, checks.bundles, &hit.spiffe_id)?;
+    if hit.verified_against(&bundle) {
+        checks.cache.confirm_hit();
+        return Ok(Some(hit.spiffe_id));
+    }
+    if let Some(digest) = digest {
+        checks.cache.forget(digest);
+    }
+    Ok(None)
 }
 
 /// RFC 8705 §2 with the SPIFFE profile (draft-02 §3.2; CID-4, CID-5).
@@ -287,8 +348,7 @@ fn authenticate_x509_svid(
     config: &Config,
     params: &AuthParameters,
     chain: &PresentedChain,
-    bundles: &dyn BundleSource,
-    now: Option<u64>,
+    checks: Checks<'_>,
 ) -> Result<Identity, Rejection> {
     let sent = params.client_id.as_deref().ok_or_else(|| {
         Rejection::new(
@@ -296,18 +356,41 @@ fn authenticate_x509_svid(
             "client_id is missing with a client certificate",
         )
     })?;
+    // A chain that validated before against the current bundle, and is still within every
+    // certificate's validity, is not validated again.
+    let digest = checks
+        .cache
+        .enabled()
+        .then(|| CredentialCache::chain_digest(&chain.leaf, &chain.intermediates));
+    if let Some(hit) = cache_lookup(checks, digest.as_ref()) {
+        if let Some(spiffe_id) = confirm_hit(config, checks, digest.as_ref(), hit)? {
+            return bind_x509_client(config, spiffe_id, sent);
+        }
+    }
     let claimed = x509_svid::leaf_spiffe_id(&chain.leaf)
         .map_err(|e| Rejection::new(InvalidClient, format!("X509-SVID: {e}")))?;
     // Authorities of the SAN's own trust domain only (X509-1, EDGE-3).
-    let (_, bundle) = bundle_of(config, bundles, &claimed)?;
-    let now = host_time(now)?;
-    let spiffe_id = x509_svid::verify(
-        &chain.leaf,
-        &chain.intermediates,
-        &bundle.x509_authorities,
-        now,
-    )
-    .map_err(|e| Rejection::new(InvalidClient, format!("X509-SVID: {e}")).claiming(&claimed))?;
+    let (_, bundle) = bundle_of(config, checks.bundles, &claimed)?;
+    let now = host_time(checks.now)?;
+    let authorities = &bundle.x509_authorities;
+    let spiffe_id = x509_svid::verify(&chain.leaf, &chain.intermediates, authorities, now)
+        .map_err(|e| Rejection::new(InvalidClient, format!("X509-SVID: {e}")).claiming(&claimed))?;
+    if let Some(digest) = digest {
+        let valid_until =
+            x509_svid::valid_until(&chain.leaf, &chain.intermediates, authorities, now);
+        checks
+            .cache
+            .insert(digest, &spiffe_id, &bundle, now, valid_until);
+    }
+    bind_x509_client(config, spiffe_id, sent)
+}
+
+/// The client a verified X509-SVID authenticates, given the `client_id` the request sent.
+fn bind_x509_client(
+    config: &Config,
+    spiffe_id: SpiffeId,
+    sent: &str,
+) -> Result<Identity, Rejection> {
     if config.x509_client_id == X509ClientIdRule::SpiffeId && sent != spiffe_id.as_str() {
         return Err(Rejection::new(
             InvalidClient,

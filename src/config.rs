@@ -122,6 +122,8 @@ pub struct Limits {
     pub max_bundle_bytes: usize,
     /// Most token requests one worker holds for a bundle refresh; more are decided at once.
     pub max_held_requests: usize,
+    /// Most verified credentials one VM remembers (0: no cache).
+    pub max_cached_credentials: usize,
 }
 
 /// When bundles are fetched (BEP-3).
@@ -330,6 +332,7 @@ struct RawLimits {
     max_assertion_bytes: usize,
     max_bundle_bytes: usize,
     max_held_requests: usize,
+    max_cached_credentials: usize,
 }
 
 impl Default for RawLimits {
@@ -339,6 +342,7 @@ impl Default for RawLimits {
             max_assertion_bytes: 16 * 1024,
             max_bundle_bytes: 1024 * 1024,
             max_held_requests: 256,
+            max_cached_credentials: 1024,
         }
     }
 }
@@ -625,11 +629,18 @@ impl RawLimits {
         if self.max_held_requests > 100_000 {
             return Err(refuse("limits.max_held_requests", "must be at most 100000"));
         }
+        if self.max_cached_credentials > 100_000 {
+            return Err(refuse(
+                "limits.max_cached_credentials",
+                "must be at most 100000",
+            ));
+        }
         Ok(Limits {
             max_body_bytes: self.max_body_bytes,
             max_assertion_bytes: self.max_assertion_bytes,
             max_bundle_bytes: self.max_bundle_bytes,
             max_held_requests: self.max_held_requests,
+            max_cached_credentials: self.max_cached_credentials,
         })
     }
 }

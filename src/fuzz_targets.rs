@@ -7,10 +7,11 @@
 //! `example.org`) and the seed corpora are written together by `fuzz/make_seeds.py`, so seeds
 //! reach the signature and chain checks. Fixture time is [`NOW`].
 
-use crate::authenticator::{self, BundleSource, RequestHead};
+use crate::authenticator::{self, BundleSource, Checks, RequestHead};
 use crate::bundle::TrustBundle;
 use crate::client_cert;
 use crate::config::{Config, TrustDomainConfig};
+use crate::credential_cache::CredentialCache;
 use crate::jwt_svid::{JwtSvid, JwtSvidPolicy};
 use crate::spiffe_id::{SpiffeId, TrustDomain};
 use crate::token_request::{canonical_path, is_form_content_type, AuthParameters};
@@ -84,8 +85,16 @@ pub fn token_request(data: &[u8]) {
         authorization: None,
     };
     let _ = authenticator::inspect_head(config, &head);
-    let verdict =
-        authenticator::authenticate(config, &head, data, None, &FixtureBundles, Some(NOW));
+    // Twice through one credential cache: the cached verdict must be the verdict.
+    let cache = CredentialCache::new(4);
+    let checks = Checks {
+        bundles: &FixtureBundles,
+        cache: &cache,
+        now: Some(NOW),
+    };
+    let verdict = authenticator::authenticate(config, &head, data, None, checks);
+    let again = authenticator::authenticate(config, &head, data, None, checks);
+    assert_eq!(verdict, again, "the cached verdict differs");
     if let authenticator::Verdict::Authenticated { spiffe_id, .. } = verdict {
         assert!(config.is_registered(&spiffe_id), "only registered clients");
     }
@@ -227,18 +236,21 @@ mod tests {
             content_type: Some("application/x-www-form-urlencoded"),
             authorization: None,
         };
-        let verdict = authenticator::authenticate(
-            fixture_config().unwrap(),
-            &head,
-            &body,
-            None,
-            &FixtureBundles,
-            Some(NOW),
-        );
-        assert!(
-            matches!(verdict, authenticator::Verdict::Authenticated { .. }),
-            "{verdict:?}"
-        );
+        let cache = CredentialCache::new(4);
+        let checks = Checks {
+            bundles: &FixtureBundles,
+            cache: &cache,
+            now: Some(NOW),
+        };
+        for _ in 0..2 {
+            let verdict =
+                authenticator::authenticate(fixture_config().unwrap(), &head, &body, None, checks);
+            assert!(
+                matches!(verdict, authenticator::Verdict::Authenticated { .. }),
+                "{verdict:?}"
+            );
+        }
+        assert_eq!(cache.counts(), (1, 1), "the second one came from the cache");
         let chain = std::fs::read(root.join("x509_svid/valid-chain")).unwrap();
         let ders = length_prefixed(&chain);
         let id = x509_svid::verify(&ders[0], &ders[1..], &bundle.x509_authorities, NOW).unwrap();

@@ -238,6 +238,12 @@ impl<'t> JwtSvid<'t> {
         &self.sub
     }
 
+    /// The first second (Unix) at which this token counts as expired, with `leeway_secs` of
+    /// clock skew: a verdict reached earlier holds until then (TIME-2).
+    pub fn valid_until(&self, leeway_secs: u64) -> u64 {
+        self.exp.saturating_add(leeway_secs)
+    }
+
     /// Checks the claims at `now` (Unix seconds) and the signature against `bundle`, which must
     /// be the bundle of the subject's trust domain. Returns the verified SPIFFE ID.
     pub fn verify(

@@ -196,14 +196,35 @@ pub fn verify(
     Ok(id)
 }
 
+/// The first second (Unix) at which a chain that [`verify`] accepted at `now` may no longer be
+/// valid: one past the earliest `notAfter` of the leaf, the intermediates and every authority
+/// valid at `now` (whichever of them anchored the path). `now` when a certificate cannot be read.
+pub fn valid_until(
+    leaf_der: &[u8],
+    intermediates: &[Vec<u8>],
+    authorities: &[Vec<u8>],
+    now: u64,
+) -> u64 {
+    let anchors = authorities.iter().filter(|der| valid_at(der, now));
+    std::iter::once(leaf_der)
+        .chain(intermediates.iter().map(Vec::as_slice))
+        .chain(anchors.map(Vec::as_slice))
+        .map(|der| validity_secs(der).map_or(now, |(_, not_after)| not_after.saturating_add(1)))
+        .min()
+        .unwrap_or(now)
+}
+
 /// Whether a certificate's validity window contains `now` (Unix seconds).
 fn valid_at(der: &[u8], now: u64) -> bool {
-    let Ok(cert) = Certificate::from_der(der) else {
-        return false;
-    };
+    validity_secs(der).is_some_and(|(not_before, not_after)| not_before <= now && now <= not_after)
+}
+
+/// A certificate's `notBefore` and `notAfter` in Unix seconds.
+fn validity_secs(der: &[u8]) -> Option<(u64, u64)> {
+    let cert = Certificate::from_der(der).ok()?;
     let validity = cert.tbs_certificate().validity();
     let secs = |t: &x509_cert::time::Time| t.to_unix_duration().as_secs();
-    secs(&validity.not_before) <= now && now <= secs(&validity.not_after)
+    Some((secs(&validity.not_before), secs(&validity.not_after)))
 }
 
 /// A signing certificate per the X509-SVID profile (X509-8): CA=true, a key usage with

@@ -68,15 +68,42 @@ fn body_with(assertion: &str, extra: &str) -> String {
     format!("grant_type=client_credentials&client_assertion_type={TYPE_ENC}&client_assertion={assertion}{extra}")
 }
 
+/// A verdict without a credential cache.
+pub(super) fn checks(bundles: &dyn BundleSource, now: Option<u64>) -> Checks<'_> {
+    thread_local! {
+        static NO_CACHE: &'static CredentialCache = Box::leak(Box::new(CredentialCache::new(0)));
+    }
+    Checks {
+        bundles,
+        cache: NO_CACHE.with(|c| *c),
+        now,
+    }
+}
+
+/// Decides twice through one credential cache: a verdict reached from the cache must be the
+/// verdict itself, whatever the request.
+pub(super) fn decide_twice(
+    config: &Config,
+    head: &RequestHead<'_>,
+    body: &str,
+    presented: Option<&PresentedChain>,
+    bundles: &dyn BundleSource,
+    now: u64,
+) -> Verdict {
+    let cache = CredentialCache::new(16);
+    let checks = Checks {
+        bundles,
+        cache: &cache,
+        now: Some(now),
+    };
+    let first = authenticate(config, head, body.as_bytes(), presented, checks);
+    let again = authenticate(config, head, body.as_bytes(), presented, checks);
+    assert_eq!(first, again, "the cached verdict differs");
+    first
+}
+
 fn decide(head: &RequestHead<'_>, body: &str) -> Verdict {
-    authenticate(
-        &config(),
-        head,
-        body.as_bytes(),
-        None,
-        &bundles(),
-        Some(NOW),
-    )
+    decide_twice(&config(), head, body, None, &bundles(), NOW)
 }
 
 fn rejected(v: Verdict) -> (ErrorCode, String) {
@@ -350,8 +377,7 @@ fn cid_3_require_client_id() {
         &post(),
         body_with(&good_token(), "").as_bytes(),
         None,
-        &bundles(),
-        Some(NOW),
+        checks(&bundles(), Some(NOW)),
     );
     assert_eq!(rejected(missing).0, ErrorCode::InvalidRequest);
     let sent = authenticate(
@@ -359,8 +385,7 @@ fn cid_3_require_client_id() {
         &post(),
         body_with(&good_token(), "&client_id=my-client").as_bytes(),
         None,
-        &bundles(),
-        Some(NOW),
+        checks(&bundles(), Some(NOW)),
     );
     assert_eq!(sent, authenticated(CLIENT, "my-client"));
 }
@@ -457,8 +482,7 @@ fn no_host_time_fails_closed_for_svids_only() {
         &post(),
         body_with(&good_token(), "").as_bytes(),
         None,
-        &bundles(),
-        None,
+        checks(&bundles(), None),
     );
     assert_eq!(
         rejected(v),
@@ -469,8 +493,7 @@ fn no_host_time_fails_closed_for_svids_only() {
         &post(),
         b"grant_type=client_credentials",
         None,
-        &bundles(),
-        None,
+        checks(&bundles(), None),
     );
     assert_eq!(other, Verdict::PassThrough);
 }
@@ -509,14 +532,7 @@ mod x509 {
     }
 
     fn decide_with(c: &Config, body: &str, presented: &PresentedChain, b: &Bundles) -> Verdict {
-        authenticate(
-            c,
-            &post(),
-            body.as_bytes(),
-            Some(presented),
-            b,
-            Some(pki::NOW),
-        )
+        decide_twice(c, &post(), body, Some(presented), b, pki::NOW)
     }
 
     #[test]
@@ -705,8 +721,7 @@ mod x509 {
                 &post(),
                 body.as_bytes(),
                 Some(&chain(leaf)),
-                &b,
-                Some(NOW),
+                checks(&b, Some(NOW)),
             );
             assert_eq!(rejected(v).0, ErrorCode::InvalidRequest);
         }
@@ -724,8 +739,7 @@ mod x509 {
             &post(),
             body.as_bytes(),
             Some(&other),
-            &b,
-            Some(NOW),
+            checks(&b, Some(NOW)),
         );
         assert_eq!(rejected(v).0, ErrorCode::InvalidRequest);
         let same = chain(pki::leaf(&org, &[CLIENT], |_| {}));
@@ -734,8 +748,7 @@ mod x509 {
             &post(),
             body.as_bytes(),
             Some(&same),
-            &b,
-            Some(NOW),
+            checks(&b, Some(NOW)),
         );
         assert_eq!(v, authenticated(CLIENT, "my-client"));
     }
@@ -775,4 +788,5 @@ fn cimd_url_client_id_is_refused_without_fetching() {
     );
 }
 
+mod credential_cache;
 mod field_cases;

@@ -81,6 +81,7 @@ fn minimal_config_and_defaults() {
     assert_eq!(c.refresh.on_demand_min_interval, Duration::from_secs(10));
     assert_eq!(c.limits.max_bundle_bytes, 1024 * 1024);
     assert_eq!(c.limits.max_held_requests, 256);
+    assert_eq!(c.limits.max_cached_credentials, 1024);
     assert!(ep.follow_redirects);
 }
 
@@ -348,6 +349,10 @@ fn field_paths_name_the_offender() {
         (
             with(&["limits"], json!({"max_held_requests": 100_001})),
             "limits.max_held_requests",
+        ),
+        (
+            with(&["limits"], json!({"max_cached_credentials": 100_001})),
+            "limits.max_cached_credentials",
         ),
         (
             with(

@@ -5,13 +5,14 @@
 
 use super::host::{self, HostSharedData};
 use crate::authenticator::{
-    self, BundleSource, Credential, HeadAction, Rejection, RequestHead, Verdict,
+    self, BundleSource, Checks, Credential, HeadAction, Rejection, RequestHead, Verdict,
 };
 use crate::bundle::TrustBundle;
 use crate::bundle_fetch::duration_ms;
 use crate::bundle_wait::Waiting;
 use crate::client_cert::{self, PresentedChain};
 use crate::config::{Config, TrustDomainConfig};
+use crate::credential_cache::CredentialCache;
 use crate::fetch_lease;
 use crate::oauth_error::{error_response, ErrorCode};
 use crate::spiffe_id::TrustDomain;
@@ -46,7 +47,7 @@ impl Head {
 /// being held for a bundle refresh, then by the root context).
 pub struct PendingRequest {
     config: Rc<Config>,
-    cache: Rc<BundleCache>,
+    caches: Rc<VmCaches>,
     head: Head,
     presented: Option<PresentedChain>,
     body: Vec<u8>,
@@ -76,17 +77,21 @@ impl PendingRequest {
         let config = &self.config;
         let now_ms = host::now_ms();
         let bundles = SharedBundles {
-            cache: &self.cache,
+            cache: &self.caches.bundles,
             now_ms: now_ms.unwrap_or_default(),
             max_staleness_ms: duration_ms(config.refresh.max_staleness),
+        };
+        let checks = Checks {
+            bundles: &bundles,
+            cache: &self.caches.credentials,
+            now: now_ms.map(|ms| ms / 1000),
         };
         authenticator::authenticate(
             config,
             &self.head.view(),
             &self.body,
             self.presented.as_ref(),
-            &bundles,
-            now_ms.map(|ms| ms / 1000),
+            checks,
         )
     }
 
@@ -129,7 +134,7 @@ impl PendingRequest {
 pub struct TokenFilter {
     context_id: u32,
     config: Option<Rc<Config>>,
-    cache: Rc<BundleCache>,
+    caches: Rc<VmCaches>,
     held: HeldRequests,
     head: Head,
     /// The client certificate chain of an mTLS connection (read for token requests only).
@@ -143,13 +148,13 @@ impl TokenFilter {
     pub fn new(
         context_id: u32,
         config: Option<Rc<Config>>,
-        cache: Rc<BundleCache>,
+        caches: Rc<VmCaches>,
         held: HeldRequests,
     ) -> Self {
         TokenFilter {
             context_id,
             config,
-            cache,
+            caches,
             held,
             head: Head::default(),
             presented: None,
@@ -179,7 +184,7 @@ impl TokenFilter {
         self.holding = false;
         let pending = PendingRequest {
             config,
-            cache: Rc::clone(&self.cache),
+            caches: Rc::clone(&self.caches),
             head: std::mem::take(&mut self.head),
             presented: self.presented.take(),
             body,
@@ -406,6 +411,23 @@ fn refuse_unconfigured() -> Action {
         r#"{"error":"server_error","error_description":"authentication filter not configured"}"#,
     );
     Action::Pause
+}
+
+/// What one root context (one VM and plugin configuration) keeps between requests.
+pub struct VmCaches {
+    /// Parsed bundles, one per stored version.
+    pub bundles: BundleCache,
+    /// Credentials that verified, for this configuration only.
+    pub credentials: CredentialCache,
+}
+
+impl VmCaches {
+    pub fn new(max_cached_credentials: usize) -> Self {
+        VmCaches {
+            bundles: BundleCache::default(),
+            credentials: CredentialCache::new(max_cached_credentials),
+        }
+    }
 }
 
 /// Bundles from shared data through this VM's parse cache, at host time.

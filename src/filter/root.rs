@@ -3,13 +3,13 @@
 //! decides the token requests of its worker that were held for a bundle refresh.
 
 use super::host::{self, HostSharedData};
-use super::http::{HeldRequests, TokenFilter};
+use super::http::{HeldRequests, TokenFilter, VmCaches};
 use crate::bundle::TrustBundle;
 use crate::bundle_fetch::{self, duration_ms, Answer, FetchError, InFlight};
 use crate::config::Config;
 use crate::fetch_lease;
 use crate::spiffe_id::TrustDomain;
-use crate::trust_store::{self, BundleCache, StoredBundle};
+use crate::trust_store::{self, StoredBundle};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 use std::rc::Rc;
@@ -24,8 +24,9 @@ pub struct FilterRoot {
     context_id: u32,
     /// `None` until a configuration is accepted; requests are refused meanwhile.
     config: Option<Rc<Config>>,
-    /// Parsed bundles of this VM, shared with its HTTP contexts.
-    cache: Rc<BundleCache>,
+    /// Parsed bundles and verified credentials of this VM and configuration, shared with its
+    /// HTTP contexts.
+    caches: Rc<VmCaches>,
     /// Token requests of this worker held for a bundle refresh.
     held: HeldRequests,
     /// Callouts this VM has outstanding.
@@ -40,7 +41,7 @@ impl FilterRoot {
         FilterRoot {
             context_id,
             config: None,
-            cache: Rc::default(),
+            caches: Rc::new(VmCaches::new(0)),
             held: Rc::default(),
             in_flight: InFlight::default(),
             vm: 0,
@@ -115,6 +116,8 @@ impl RootContext for FilterRoot {
                 }
                 host::set_tick_period(config.refresh.initial_delay);
                 self.steady_tick = false;
+                // Cached verdicts hold for one configuration only (audience, leeway, limits).
+                self.caches = Rc::new(VmCaches::new(config.limits.max_cached_credentials));
                 self.config = Some(Rc::new(config));
                 true
             }
@@ -158,7 +161,7 @@ impl RootContext for FilterRoot {
         Some(Box::new(TokenFilter::new(
             context_id,
             self.config.clone(),
-            Rc::clone(&self.cache),
+            Rc::clone(&self.caches),
             Rc::clone(&self.held),
         )))
     }

@@ -74,7 +74,7 @@ fn body(assertion: &str, extra: &str) -> String {
 fn verdict_for(head: &RequestHead<'_>, body: &str, b: &Bundles) -> Verdict {
     let c = fc_config();
     match inspect_head(&c, head) {
-        HeadAction::ReadBody => authenticate(&c, head, body.as_bytes(), None, b, Some(NOW)),
+        HeadAction::ReadBody => decide_twice(&c, head, body, None, b, NOW),
         HeadAction::Reject(r) => Verdict::Reject(r),
         HeadAction::PassThrough => Verdict::PassThrough,
     }
@@ -109,13 +109,13 @@ fn x509_verdict(body: &str, leaf: Vec<u8>, intermediates: Vec<Vec<u8>>, root: &C
         leaf,
         intermediates,
     };
-    authenticate(
+    decide_twice(
         &fc_config(),
         &post(),
-        body.as_bytes(),
+        body,
         Some(&chain),
         &fc_bundles(Some(root)),
-        Some(pki::NOW),
+        pki::NOW,
     )
 }
 
@@ -917,14 +917,7 @@ fn fc_29_oversized_and_malformed_tokens() {
         k1().sign(&nested, FC_CLAIMS),
         k1().sign(&kid_512k, FC_CLAIMS),
     ] {
-        let v = authenticate(
-            &c,
-            &post(),
-            body(&token, "").as_bytes(),
-            None,
-            &fc_bundles(None),
-            Some(NOW),
-        );
+        let v = decide_twice(&c, &post(), &body(&token, ""), None, &fc_bundles(None), NOW);
         assert_eq!(code(v), ErrorCode::InvalidClient);
     }
 }
