@@ -9,7 +9,6 @@
 
 use crate::b64;
 use crate::strict_json::{self, JsonError};
-use jwt_simple::prelude::{ES256PublicKey, ES384PublicKey, RS256PublicKey};
 use serde_json::{Map, Value};
 use std::fmt;
 use x509_cert::der::Decode;
@@ -24,19 +23,20 @@ pub const USE_X509_SVID: &str = "x509-svid";
 /// next keys and authorities); the cap bounds the work one document can cause.
 pub const MAX_BUNDLE_KEYS: usize = 1000;
 
-/// Public key material of a `jwt-svid` entry, already checked (on the curve, RSA ≥ 2048 bits).
+/// Public key material of a `jwt-svid` entry, checked and ready to verify with: a point on
+/// the curve, or an RSA key within [`RSA_JWT_BITS`] with an odd modulus and e = 65537 (its
+/// Montgomery parameters computed once, when the bundle is parsed).
 #[derive(Clone)]
 pub enum KeyMaterial {
-    P256(ES256PublicKey),
-    P384(ES384PublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
     P521(p521::ecdsa::VerifyingKey),
-    /// Big-endian modulus and exponent, accepted by jwt-simple's RSA key policy
-    /// (2048–4096 bits, odd modulus, e = 65537).
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
-    },
+    Rsa(Box<rsa::PublicKey>),
 }
+
+/// RSA modulus sizes accepted for JWT-SVID keys: RFC 7518 §3.3's floor, and a ceiling that
+/// bounds the cost of one verification (JWT-6, BUN-6).
+pub const RSA_JWT_BITS: std::ops::RangeInclusive<u32> = 2048..=4096;
 
 impl fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -44,7 +44,10 @@ impl fmt::Debug for KeyMaterial {
             KeyMaterial::P256(_) => f.write_str("EC P-256"),
             KeyMaterial::P384(_) => f.write_str("EC P-384"),
             KeyMaterial::P521(_) => f.write_str("EC P-521"),
-            KeyMaterial::Rsa { n, .. } => write!(f, "RSA {} bits", n.len() * 8),
+            KeyMaterial::Rsa(key) => {
+                use rsa::traits::PublicKeyParts;
+                write!(f, "RSA {} bits", key.n().bit_width())
+            }
         }
     }
 }
@@ -225,13 +228,16 @@ fn ec_point(jwk: &Map<String, Value>) -> Result<(&str, Vec<u8>), String> {
 
 fn parse_ec_key(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
     let (crv, sec1) = ec_point(jwk)?;
-    let invalid = |_| format!("{crv} point is not on the curve");
+    let invalid = || format!("{crv} point is not on the curve");
     Ok(match crv {
-        "P-256" => KeyMaterial::P256(ES256PublicKey::from_bytes(&sec1).map_err(invalid)?),
-        "P-384" => KeyMaterial::P384(ES384PublicKey::from_bytes(&sec1).map_err(invalid)?),
+        "P-256" => KeyMaterial::P256(
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| invalid())?,
+        ),
+        "P-384" => KeyMaterial::P384(
+            p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| invalid())?,
+        ),
         _ => KeyMaterial::P521(
-            p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
-                .map_err(|_| format!("{crv} point is not on the curve"))?,
+            p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| invalid())?,
         ),
     })
 }
@@ -239,9 +245,27 @@ fn parse_ec_key(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
 fn parse_rsa_key(jwk: &Map<String, Value>) -> Result<KeyMaterial, String> {
     let n = b64url_member(jwk, "n")?;
     let e = b64url_member(jwk, "e")?;
-    // jwt-simple's policy: 2048–4096 bits, odd modulus, e = 65537 (JWT-6, BUN-6).
-    RS256PublicKey::from_components(&n, &e).map_err(|err| format!("RSA key refused: {err}"))?;
-    Ok(KeyMaterial::Rsa { n, e })
+    let n = strip_leading_zeros(&n);
+    let bits = n.first().map_or(0, |top| {
+        (n.len() as u32).saturating_mul(8) - top.leading_zeros()
+    });
+    if !RSA_JWT_BITS.contains(&bits) {
+        return Err(format!(
+            "RSA key refused: {bits}-bit modulus, not within 2048 … 4096 bits"
+        ));
+    }
+    if n.last().is_none_or(|low| low & 1 == 0) {
+        return Err("RSA key refused: even modulus".to_owned());
+    }
+    if strip_leading_zeros(&e) != [1, 0, 1] {
+        return Err("RSA key refused: exponent is not 65537".to_owned());
+    }
+    let key = rsa::PublicKey::new(
+        rsa::BoxedUint::from_be_slice_vartime(n),
+        rsa::BoxedUint::from_be_slice_vartime(&e),
+    )
+    .map_err(|err| format!("RSA key refused: {err}"))?;
+    Ok(KeyMaterial::Rsa(Box::new(key)))
 }
 
 fn parse_x509_authority(jwk: &Map<String, Value>) -> Result<Vec<u8>, String> {
@@ -271,9 +295,9 @@ fn parse_x509_authority(jwk: &Map<String, Value>) -> Result<Vec<u8>, String> {
             use rsa::traits::PublicKeyParts;
             let n = b64url_member(jwk, "n")?;
             let e = b64url_member(jwk, "e")?;
-            rsa::RsaPublicKey::from_pkcs1_der(cert_key).is_ok_and(|k| {
-                k.n().to_bytes_be() == strip_leading_zeros(&n)
-                    && k.e().to_bytes_be() == strip_leading_zeros(&e)
+            rsa::PublicKey::from_pkcs1_der(cert_key).is_ok_and(|k| {
+                strip_leading_zeros(&k.n().to_be_bytes()) == strip_leading_zeros(&n)
+                    && strip_leading_zeros(&k.e().to_be_bytes()) == strip_leading_zeros(&e)
             })
         }
         other => return Err(format!("kty {other:?} is not supported")),

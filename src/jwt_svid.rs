@@ -12,8 +12,8 @@ use crate::bundle::{JwtKey, KeyMaterial, TrustBundle};
 use crate::log_text::quote;
 use crate::spiffe_id::{SpiffeId, SpiffeIdError};
 use crate::strict_json::{self, JsonError};
-use jwt_simple::prelude::*;
 use serde_json::{Map, Value};
+use sha2::{Sha256, Sha384, Sha512};
 use std::fmt;
 
 /// JWS algorithms a JWT-SVID may use (JWT-SVID §2.1; JWT-4). Names are case-sensitive.
@@ -118,9 +118,8 @@ pub enum JwtSvidError {
     UnknownKid(String),
     NoKeyFitsAlg,
     BadSignature,
-    /// jwt-simple refused the token for another reason than its signature, e.g. a claim it
-    /// cannot read (`"iss": 42`).
-    VerifierRejected(String),
+    /// A registered claim of the wrong type (`"iss": 42`; RFC 7519 §4.1).
+    ClaimNotString(&'static str),
 }
 
 impl fmt::Display for JwtSvidError {
@@ -157,7 +156,7 @@ impl fmt::Display for JwtSvidError {
             ),
             NoKeyFitsAlg => f.write_str("no key with this kid fits the alg"),
             BadSignature => f.write_str("signature does not verify"),
-            VerifierRejected(e) => write!(f, "refused by the signature verifier: {e}"),
+            ClaimNotString(c) => write!(f, "{c} is not a string"),
         }
     }
 }
@@ -177,7 +176,6 @@ pub struct JwtSvid<'t> {
     token: &'t str,
     alg: Alg,
     kid: Option<String>,
-    typ: Option<String>,
     sub: SpiffeId,
     aud: Vec<String>,
     exp: u64,
@@ -203,7 +201,7 @@ impl<'t> JwtSvid<'t> {
         let signature = b64::decode_url(s64).ok_or(JwtSvidError::BadBase64)?;
 
         let header = strict_json::parse_object(&header).map_err(JwtSvidError::HeaderJson)?;
-        let (alg, kid, typ) = check_header(&header)?;
+        let (alg, kid) = check_header(&header)?;
         match alg.ecdsa_signature_len() {
             Some(len) if signature.len() != len => return Err(JwtSvidError::SignatureLength),
             None if signature.is_empty() => return Err(JwtSvidError::SignatureLength),
@@ -216,6 +214,12 @@ impl<'t> JwtSvid<'t> {
             _ => return Err(JwtSvidError::SubMissing),
         };
         let aud = audiences(claims.get("aud"))?;
+        // Registered claims this profile does not use must still have their RFC 7519 types.
+        for name in ["iss", "jti"] {
+            if claims.get(name).is_some_and(|v| !v.is_string()) {
+                return Err(JwtSvidError::ClaimNotString(name));
+            }
+        }
         let exp = time_claim(&claims, "exp")?.ok_or(JwtSvidError::ExpMissing)?;
         let nbf = time_claim(&claims, "nbf")?;
         let iat = time_claim(&claims, "iat")?;
@@ -223,7 +227,6 @@ impl<'t> JwtSvid<'t> {
             token,
             alg,
             kid,
-            typ,
             sub,
             aud,
             exp,
@@ -269,7 +272,7 @@ impl<'t> JwtSvid<'t> {
         // Duplicate kids are all tried (BUN-15); any one verifying is enough.
         let mut outcome = Err(JwtSvidError::BadSignature);
         for key in fitting {
-            outcome = self.check_signature(key, policy, now);
+            outcome = self.check_signature(key);
             if outcome.is_ok() {
                 break;
             }
@@ -298,91 +301,68 @@ impl<'t> JwtSvid<'t> {
         Ok(())
     }
 
-    /// Verifies the signature with jwt-simple (ES256/ES384/RS*/PS*) or the RustCrypto P-521
-    /// verifier (ES512, which jwt-simple does not implement). jwt-simple re-checks the time claims
-    /// with the same clock and leeway; our checks above are at least as strict.
-    fn check_signature(
-        &self,
-        key: &JwtKey,
-        policy: &JwtSvidPolicy<'_>,
-        now: u64,
-    ) -> Result<(), JwtSvidError> {
-        let options = VerificationOptions {
-            artificial_time: Some(UnixTimeStamp::from_secs(now)),
-            time_tolerance: Some(Duration::from_secs(policy.leeway_secs)),
-            // jwt-simple only lets "JWT" and "*+JWT" through by default; our own header check
-            // already restricted typ to JWT/JOSE (JWT-9), so require exactly what was sent.
-            required_signature_type: self.typ.clone(),
-            max_token_length: None,
-            ..VerificationOptions::default()
-        };
-        let token = self.token;
-        let (n, e) = match &key.material {
-            KeyMaterial::P256(pk) if self.alg == Alg::ES256 => {
-                return verdict(pk.verify_token::<NoCustomClaims>(token, Some(options)))
-            }
-            KeyMaterial::P384(pk) if self.alg == Alg::ES384 => {
-                return verdict(pk.verify_token::<NoCustomClaims>(token, Some(options)))
-            }
-            KeyMaterial::P521(vk) if self.alg == Alg::ES512 => return self.check_es512(vk),
-            KeyMaterial::Rsa { n, e } => (n, e),
-            _ => return Err(JwtSvidError::NoKeyFitsAlg),
-        };
-        let options = Some(options);
-        match self.alg {
-            Alg::RS256 => verdict(
-                RS256PublicKey::from_components(n, e).and_then(|k| k.verify_token(token, options)),
-            ),
-            Alg::RS384 => verdict(
-                RS384PublicKey::from_components(n, e).and_then(|k| k.verify_token(token, options)),
-            ),
-            Alg::RS512 => verdict(
-                RS512PublicKey::from_components(n, e).and_then(|k| k.verify_token(token, options)),
-            ),
-            Alg::PS256 => verdict(
-                PS256PublicKey::from_components(n, e).and_then(|k| k.verify_token(token, options)),
-            ),
-            Alg::PS384 => verdict(
-                PS384PublicKey::from_components(n, e).and_then(|k| k.verify_token(token, options)),
-            ),
-            Alg::PS512 => verdict(
-                PS512PublicKey::from_components(n, e).and_then(|k| k.verify_token(token, options)),
-            ),
-            _ => Err(JwtSvidError::NoKeyFitsAlg),
-        }
-    }
-
-    fn check_es512(&self, key: &p521::ecdsa::VerifyingKey) -> Result<(), JwtSvidError> {
-        use p521::ecdsa::signature::Verifier;
+    /// Verifies the JWS signature (RFC 7515 §5.2) over the signing input with the RustCrypto
+    /// verifiers: ECDSA with the raw `r ‖ s` signature (RFC 7518 §3.4), RSASSA-PKCS1-v1_5
+    /// (§3.3), RSASSA-PSS with the salt as long as the hash (§3.5).
+    fn check_signature(&self, key: &JwtKey) -> Result<(), JwtSvidError> {
+        use p256::ecdsa::signature::Verifier;
         let (signing_input, s64) = self
             .token
             .rsplit_once('.')
             .ok_or(JwtSvidError::NotCompactJws)?;
         let sig = b64::decode_url(s64).ok_or(JwtSvidError::BadBase64)?;
-        let sig =
-            p521::ecdsa::Signature::from_slice(&sig).map_err(|_| JwtSvidError::BadSignature)?;
-        key.verify(signing_input.as_bytes(), &sig)
-            .map_err(|_| JwtSvidError::BadSignature)
+        let msg = signing_input.as_bytes();
+        let verified = match (&key.material, self.alg) {
+            (KeyMaterial::P256(vk), Alg::ES256) => p256::ecdsa::Signature::from_slice(&sig)
+                .is_ok_and(|sig| vk.verify(msg, &sig).is_ok()),
+            (KeyMaterial::P384(vk), Alg::ES384) => p384::ecdsa::Signature::from_slice(&sig)
+                .is_ok_and(|sig| vk.verify(msg, &sig).is_ok()),
+            (KeyMaterial::P521(vk), Alg::ES512) => p521::ecdsa::Signature::from_slice(&sig)
+                .is_ok_and(|sig| vk.verify(msg, &sig).is_ok()),
+            (KeyMaterial::Rsa(pk), Alg::RS256) => rsa_pkcs1::<Sha256>(pk, msg, &sig),
+            (KeyMaterial::Rsa(pk), Alg::RS384) => rsa_pkcs1::<Sha384>(pk, msg, &sig),
+            (KeyMaterial::Rsa(pk), Alg::RS512) => rsa_pkcs1::<Sha512>(pk, msg, &sig),
+            (KeyMaterial::Rsa(pk), Alg::PS256) => rsa_pss::<Sha256>(pk, msg, &sig),
+            (KeyMaterial::Rsa(pk), Alg::PS384) => rsa_pss::<Sha384>(pk, msg, &sig),
+            (KeyMaterial::Rsa(pk), Alg::PS512) => rsa_pss::<Sha512>(pk, msg, &sig),
+            _ => return Err(JwtSvidError::NoKeyFitsAlg),
+        };
+        if verified {
+            Ok(())
+        } else {
+            Err(JwtSvidError::BadSignature)
+        }
     }
 }
 
-/// Maps jwt-simple's answer: a failed signature is `BadSignature`, anything else is reported
-/// with jwt-simple's reason.
-fn verdict(
-    result: Result<JWTClaims<NoCustomClaims>, jwt_simple::Error>,
-) -> Result<(), JwtSvidError> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) => match e.downcast_ref::<jwt_simple::JWTError>() {
-            Some(jwt_simple::JWTError::InvalidSignature) => Err(JwtSvidError::BadSignature),
-            _ => Err(JwtSvidError::VerifierRejected(e.to_string())),
-        },
-    }
+/// RSASSA-PKCS1-v1_5 with hash `D`.
+fn rsa_pkcs1<D>(key: &rsa::PublicKey, msg: &[u8], sig: &[u8]) -> bool
+where
+    D: sha2::Digest + sha2::digest::const_oid::AssociatedOid + sha2::digest::FixedOutputReset,
+{
+    use rsa::signature::Verifier;
+    rsa::pkcs1v15::Signature::try_from(sig).is_ok_and(|sig| {
+        rsa::pkcs1v15::VerifyingKey::<D>::new(key.clone())
+            .verify(msg, &sig)
+            .is_ok()
+    })
 }
 
-type HeaderFields = (Alg, Option<String>, Option<String>);
+/// RSASSA-PSS with hash `D`, MGF1 with `D`, and a salt as long as `D`'s output.
+fn rsa_pss<D>(key: &rsa::PublicKey, msg: &[u8], sig: &[u8]) -> bool
+where
+    D: sha2::Digest + sha2::digest::FixedOutputReset,
+{
+    use rsa::signature::Verifier;
+    rsa::pss::Signature::try_from(sig).is_ok_and(|sig| {
+        rsa::pss::VerifyingKey::<D>::new(key.clone())
+            .verify(msg, &sig)
+            .is_ok()
+    })
+}
 
-fn check_header(header: &Map<String, Value>) -> Result<HeaderFields, JwtSvidError> {
+/// The header's `alg` and `kid`, once every member is known and well-typed.
+fn check_header(header: &Map<String, Value>) -> Result<(Alg, Option<String>), JwtSvidError> {
     // alg first: nothing else is looked at for a token with a forbidden algorithm (JWT-4).
     let alg = match header.get("alg") {
         Some(Value::String(a)) => {
@@ -402,12 +382,12 @@ fn check_header(header: &Map<String, Value>) -> Result<HeaderFields, JwtSvidErro
         Some(Value::String(k)) => Some(k.clone()),
         Some(_) => return Err(JwtSvidError::KidNotString),
     };
-    let typ = match header.get("typ") {
-        None => None,
-        Some(Value::String(t)) if t == "JWT" || t == "JOSE" => Some(t.clone()),
+    match header.get("typ") {
+        None => {}
+        Some(Value::String(t)) if t == "JWT" || t == "JOSE" => {}
         Some(other) => return Err(JwtSvidError::TypNotAllowed(other.to_string())),
-    };
-    Ok((alg, kid, typ))
+    }
+    Ok((alg, kid))
 }
 
 fn audiences(aud: Option<&Value>) -> Result<Vec<String>, JwtSvidError> {

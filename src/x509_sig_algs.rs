@@ -67,7 +67,7 @@ struct Rsa(RsaScheme);
 
 /// RSA moduli accepted in chains: at least 2048 bits (RFC 7518's floor, used here too), at
 /// most 8192 (bounds the cost of one verification).
-const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
+const RSA_BITS: std::ops::RangeInclusive<u32> = 2048..=8192;
 
 impl SignatureVerificationAlgorithm for Rsa {
     fn verify_signature(
@@ -80,8 +80,8 @@ impl SignatureVerificationAlgorithm for Rsa {
         use rsa::signature::Verifier;
         use rsa::traits::PublicKeyParts;
         use sha2::{Sha256, Sha384, Sha512};
-        let key = rsa::RsaPublicKey::from_pkcs1_der(public_key).map_err(|_| InvalidSignature)?;
-        if !RSA_BITS.contains(&key.n().bits()) {
+        let key = rsa::PublicKey::from_pkcs1_der(public_key).map_err(|_| InvalidSignature)?;
+        if !RSA_BITS.contains(&key.n().bit_width()) {
             return Err(InvalidSignature);
         }
         use rsa::{pkcs1v15, pss};

@@ -2,14 +2,25 @@
 //! per request, both thin adapters from host callbacks to the host-agnostic core.
 
 pub mod abi;
+#[cfg(feature = "crypto-bench")]
+pub mod crypto_bench;
 pub mod host;
 pub mod http;
 pub mod root;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "crypto-bench")))]
 proxy_wasm::main! {{
     host::install_logger(log::LevelFilter::Info);
     proxy_wasm::set_root_context(|context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
         Box::new(root::FilterRoot::new(context_id))
+    });
+}}
+
+// The benchmark build (`--features crypto-bench`): only the timing root context.
+#[cfg(all(target_arch = "wasm32", feature = "crypto-bench"))]
+proxy_wasm::main! {{
+    host::install_logger(log::LevelFilter::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(crypto_bench::CryptoBenchRoot)
     });
 }}

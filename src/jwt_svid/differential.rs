@@ -1,4 +1,4 @@
-//! JWT-SVID signatures, differential: our verification (jwt-simple and RustCrypto) against
+//! JWT-SVID signatures, differential: our verification (RustCrypto `p256`, `p384`, `rsa`) against
 //! ring (BoringSSL-derived) on valid tokens and on thousands of signature mutations, for
 //! ES256, ES384, RS256 and PS256 (JWT-5, JWT-7; FC-03, FC-28). The claims and `kid` are valid
 //! in every variant, so any disagreement is about the signature alone.

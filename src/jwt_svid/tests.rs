@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::test_support::*;
+use jwt_simple::prelude::RS256KeyPair;
 
 const MAX: usize = 16 * 1024;
 
@@ -579,14 +580,18 @@ fn deep_nesting_in_header() {
     ));
 }
 
-/// A validly signed token with a claim jwt-simple cannot read is refused, and the log says why.
+/// A validly signed token whose `iss` or `jti` is not a string (RFC 7519 §4.1.1, §4.1.7) is
+/// refused before any key is looked at, and the log says why.
 #[test]
-fn unreadable_claim_reported_as_verifier_refusal() {
-    let t = k1().sign(BASE_HEADER, &claims_with(r#""iat""#, r#""iss":42,"iat""#));
-    assert!(matches!(
-        check(&t, &td_bundle()),
-        Err(JwtSvidError::VerifierRejected(_))
-    ));
+fn registered_claim_of_the_wrong_type() {
+    for (claim, value) in [("iss", "42"), ("jti", "{}"), ("iss", "null")] {
+        let extra = format!(r#""{claim}":{value},"iat""#);
+        let t = k1().sign(BASE_HEADER, &claims_with(r#""iat""#, &extra));
+        assert_eq!(
+            JwtSvid::decode(&t, 1 << 20).err(),
+            Some(JwtSvidError::ClaimNotString(claim))
+        );
+    }
 }
 
 /// JWT-19 / ISS-3: a JWT whose `sub` merely looks like a SPIFFE ID is no JWT-SVID: signed by
