@@ -50,10 +50,15 @@ def _show_response(resp: client.Response):
 class Demo:
     def __init__(self, workdir: Path, wasm: Path):
         self.config = json.loads(PLUGIN_CONFIG.read_text())
-        self.issuer = self.config["issuer"]
-        self.token_path = self.config["token_paths"][0]
-        bundle_path = self.config["trust_domains"][TRUST_DOMAIN]["bundle_endpoint"]["path"]
-        authority = self.config["trust_domains"][TRUST_DOMAIN]["bundle_endpoint"]["authority"]
+        # Read leniently: a configuration the filter refuses must reach Envoy, so that the
+        # filter's own message (with the field path) is what the user sees.
+        self.issuer = str(self.config.get("issuer", ""))
+        self.token_path = str((self.config.get("token_paths") or ["/token"])[0])
+        trust_domains = self.config.get("trust_domains")
+        endpoint = (trust_domains.get(TRUST_DOMAIN, {}) if isinstance(trust_domains, dict)
+                    else {}).get("bundle_endpoint", {})
+        bundle_path = str(endpoint.get("path", "/bundle.json"))
+        authority = str(endpoint.get("authority", f"bundle.{TRUST_DOMAIN}"))
         self.bundle_url = f"https://{authority}{bundle_path}"
         self.tls = pki.write_tls_pki(workdir / "pki", [AS_HOST, authority])
         self.key = pki.ec_key("demo-key-1")

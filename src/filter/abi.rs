@@ -26,6 +26,7 @@ const STREAM_HTTP_REQUEST: u32 = 0;
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_get_header_map_value(
         map_type: u32,
@@ -42,6 +43,11 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -124,6 +130,12 @@ mod no_host {
     ) -> u32 {
         NOT_FOUND
     }
+    pub unsafe fn proxy_get_log_level(_: *mut u32) -> u32 {
+        NOT_FOUND
+    }
+    pub unsafe fn proxy_get_header_map_pairs(_: u32, _: *mut *mut u8, _: *mut usize) -> u32 {
+        NOT_FOUND
+    }
     pub unsafe fn proxy_get_property(
         _: *const u8,
         _: usize,
@@ -199,6 +211,14 @@ pub fn log(level: u32, message: &str) -> Result<(), u32> {
     status(unsafe { proxy_log(level, message.as_ptr(), message.len()) })
 }
 
+/// The host's log level for this plugin (proxy-wasm levels: 0 trace … 5 critical).
+pub fn log_level() -> Result<u32, u32> {
+    let mut level = 0u32;
+    // SAFETY: the host writes one u32 into `level`.
+    status(unsafe { proxy_get_log_level(&mut level) })?;
+    Ok(level)
+}
+
 /// Host time in nanoseconds since the Unix epoch.
 pub fn current_time_nanos() -> Result<u64, u32> {
     let mut nanos = 0u64;
@@ -241,6 +261,17 @@ pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), u32>
 pub fn remove_header(map_type: u32, name: &str) -> Result<(), u32> {
     // SAFETY: live key.
     status(unsafe { proxy_remove_header_map_value(map_type, name.as_ptr(), name.len()) })
+}
+
+/// Every header of `map_type` in one call, in the proxy-wasm header map encoding
+/// (see [`decode_header_map`]).
+pub fn header_map(map_type: u32) -> Result<Vec<u8>, u32> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: the host returns memory from proxy_on_memory_allocate.
+    let code = unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) };
+    // SAFETY: the host's answer for this call.
+    let bytes = unsafe { take_host_bytes(data, size) };
+    status(code).map(|()| bytes)
 }
 
 /// Bytes `[start, start + max)` of a host buffer (request body, callout answer, configuration).
@@ -351,6 +382,37 @@ pub fn encode_header_map(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+/// Decodes the proxy-wasm header map encoding (see [`encode_header_map`]) into name and value
+/// byte slices, in order; `None` when the bytes do not follow it.
+pub fn decode_header_map(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let u32_at = |at: usize| -> Option<usize> {
+        let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(b)).ok()
+    };
+    let count = u32_at(0)?;
+    // Every pair needs 8 bytes of lengths and 2 NULs: a count the bytes cannot hold is refused
+    // before anything is allocated for it.
+    if count > bytes.len() / 10 {
+        return None;
+    }
+    let mut data = 4usize.checked_add(count.checked_mul(8)?)?;
+    let mut pairs = Vec::with_capacity(count);
+    for i in 0..count {
+        let name_len = u32_at(4 + i * 8)?;
+        let value_len = u32_at(8 + i * 8)?;
+        let name = bytes.get(data..data.checked_add(name_len)?)?;
+        data = data.checked_add(name_len)?;
+        (bytes.get(data) == Some(&0)).then_some(())?;
+        data = data.checked_add(1)?;
+        let value = bytes.get(data..data.checked_add(value_len)?)?;
+        data = data.checked_add(value_len)?;
+        (bytes.get(data) == Some(&0)).then_some(())?;
+        data = data.checked_add(1)?;
+        pairs.push((name, value));
+    }
+    (data == bytes.len()).then_some(pairs)
+}
+
 /// The proxy-wasm property path encoding: segments joined by NUL.
 pub fn encode_property_path(path: &[&str]) -> Vec<u8> {
     path.join("\0").into_bytes()
@@ -367,6 +429,38 @@ mod tests {
         want.extend_from_slice(b":status\x00401\x00a\x00\x00");
         assert_eq!(encoded, want);
         assert_eq!(encode_header_map(&[]), vec![0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn header_map_decoding_inverts_encoding_and_refuses_anything_else() {
+        let pairs = [(":path", "/token"), ("x-a", ""), ("", "v")];
+        let encoded = encode_header_map(&pairs);
+        let decoded = decode_header_map(&encoded).unwrap();
+        let as_bytes: Vec<(&[u8], &[u8])> = pairs
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect();
+        assert_eq!(decoded, as_bytes);
+        assert_eq!(decode_header_map(&encode_header_map(&[])), Some(vec![]));
+        // Every truncation, a trailing byte, a missing NUL, and huge counts or lengths.
+        for cut in 0..encoded.len() {
+            assert_eq!(decode_header_map(&encoded[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = encoded.clone();
+        longer.push(0);
+        assert_eq!(decode_header_map(&longer), None);
+        let mut no_nul = encoded.clone();
+        let last = no_nul.len() - 1;
+        no_nul[last] = b'x';
+        assert_eq!(decode_header_map(&no_nul), None);
+        for huge in [u32::MAX, 1 << 30] {
+            let mut count = encoded.clone();
+            count[..4].copy_from_slice(&huge.to_le_bytes());
+            assert_eq!(decode_header_map(&count), None);
+            let mut len = encoded.clone();
+            len[4..8].copy_from_slice(&huge.to_le_bytes());
+            assert_eq!(decode_header_map(&len), None);
+        }
     }
 
     #[test]

@@ -25,6 +25,41 @@ pub fn request_header(name: &str) -> Option<String> {
     header(MapType::HttpRequestHeaders, name)
 }
 
+/// The request headers as read in one host call (names as Envoy holds them: lower case).
+pub struct RequestHeaders {
+    pairs: Vec<(String, String)>,
+}
+
+impl RequestHeaders {
+    /// Every request header in one host call, values decoded lossily; `None` when the host
+    /// cannot hand them over (then read them one by one).
+    pub fn read() -> Option<Self> {
+        let bytes = abi::header_map(MapType::HttpRequestHeaders as u32).ok()?;
+        let pairs = abi::decode_header_map(&bytes)?
+            .into_iter()
+            .map(|(name, value)| {
+                (
+                    String::from_utf8_lossy(name).into_owned(),
+                    String::from_utf8_lossy(value).into_owned(),
+                )
+            })
+            .collect();
+        Some(RequestHeaders { pairs })
+    }
+
+    /// The first value of `name` (as the host's single-header read answers).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
 /// A header of an HTTP callout's answer.
 pub fn call_response_header(name: &str) -> Option<String> {
     header(MapType::HttpCallResponseHeaders, name)
@@ -145,6 +180,21 @@ pub fn install_logger(level: log::LevelFilter) {
         }));
     }
     log::set_max_level(level);
+}
+
+/// Follows the host's log level, so that lines Envoy would drop are not even formatted (the
+/// level can change at run time through Envoy's admin `/logging`). Unknown: keep the level.
+pub fn sync_log_level() {
+    let filter = match abi::log_level() {
+        Ok(0) => log::LevelFilter::Trace,
+        Ok(1) => log::LevelFilter::Debug,
+        Ok(2) => log::LevelFilter::Info,
+        Ok(3) => log::LevelFilter::Warn,
+        Ok(4) => log::LevelFilter::Error,
+        Ok(_) => log::LevelFilter::Off,
+        Err(_) => return,
+    };
+    log::set_max_level(filter);
 }
 
 /// A random number in `0..1000` for jitter (WASI randomness through the standard library's

@@ -116,7 +116,7 @@ impl PendingRequest {
                 if credential != Credential::X509Svid {
                     self.drop_unvalidated_xfcc();
                 }
-                log::info!("{spiffe_id} authenticated as client {client_id:?}");
+                log::debug!("{spiffe_id} authenticated as client {client_id:?}");
                 true
             }
             Verdict::PassThrough => {
@@ -297,22 +297,37 @@ impl HttpContext for TokenFilter {
         let Some(config) = self.config.clone() else {
             return refuse_unconfigured();
         };
-        // Only the filter speaks for the client's identity (EDGE-1, FC-21).
-        host::remove_all(
-            MapType::HttpRequestHeaders,
-            &config.identity_headers.spellings,
-        );
+        // One host call for every header this filter reads or may have to remove.
+        let headers = host::RequestHeaders::read();
+        let read = |name: &str| match &headers {
+            Some(all) => all.get(name).map(str::to_owned),
+            None => host::request_header(name),
+        };
+        // Only the filter speaks for the client's identity (EDGE-1, FC-21): every spelling of
+        // the identity headers goes (only those present, when the headers could be listed).
+        let spellings = &config.identity_headers.spellings;
+        match &headers {
+            Some(all) => {
+                let present: Vec<String> = spellings
+                    .iter()
+                    .filter(|name| all.contains(name))
+                    .cloned()
+                    .collect();
+                host::remove_all(MapType::HttpRequestHeaders, &present);
+            }
+            None => host::remove_all(MapType::HttpRequestHeaders, spellings),
+        }
         // Envoy's XFCC (client copies are replaced by the connection manager) is read, then
         // removed unless the operator keeps it.
-        let xfcc = host::request_header("x-forwarded-client-cert");
+        let xfcc = read(XFCC);
         if xfcc.is_some() && !config.client_certificate.keep_xfcc {
             host::remove_all(MapType::HttpRequestHeaders, &[XFCC.to_owned()]);
         }
         self.head = Head {
-            method: host::request_header(":method").unwrap_or_default(),
-            path: host::request_header(":path").unwrap_or_default(),
-            content_type: host::request_header("content-type"),
-            authorization: host::request_header("authorization"),
+            method: read(":method").unwrap_or_default(),
+            path: read(":path").unwrap_or_default(),
+            content_type: read("content-type"),
+            authorization: read("authorization"),
         };
         match authenticator::inspect_head(&config, &self.head.view()) {
             HeadAction::PassThrough => Action::Continue,

@@ -83,6 +83,7 @@ impl Context for FilterRoot {
 
 impl RootContext for FilterRoot {
     fn on_configure(&mut self, size: usize) -> bool {
+        host::sync_log_level();
         let bytes = host::buffer(BufferType::PluginConfiguration, size).unwrap_or_default();
         match Config::parse(&bytes) {
             Ok(config) => {
@@ -130,6 +131,7 @@ impl RootContext for FilterRoot {
     }
 
     fn on_tick(&mut self) {
+        host::sync_log_level();
         if !self.steady_tick {
             host::set_tick_period(TICK);
             self.steady_tick = true;
