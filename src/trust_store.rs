@@ -2,6 +2,11 @@
 //! and bundle endpoint, that every worker's VM reads; plus a per-VM cache of the parsed form,
 //! refreshed only when the shared entry's CAS value changes.
 //!
+//! A request must not copy the whole bundle document out of shared data to learn that it has
+//! not changed: beside each bundle a 4-byte version entry holds the bundle entry's CAS token, and
+//! the per-VM cache compares that. The publisher writes it right after the bundle; should that
+//! second write ever be lost, the cache still reads the bundle itself at least once a second.
+//!
 //! Shared data sits behind the small [`SharedData`] trait, so this logic is tested natively.
 
 use crate::bundle::TrustBundle;
@@ -36,6 +41,14 @@ pub struct StoredBundle {
 }
 
 const KEY_PREFIX: &str = "spiffe_oauth_filter/v1/bundle";
+
+/// Longest a VM trusts the version entry alone before reading the bundle entry again.
+const REVALIDATE_MS: u64 = 1000;
+
+/// The shared-data key of a bundle's version entry (the bundle entry's CAS token, 4 bytes LE).
+fn version_key(bundle_key: &str) -> String {
+    format!("{bundle_key}#version")
+}
 
 /// The shared-data key of a trust domain's bundle. It names the endpoint too, so a configuration
 /// that points a trust domain elsewhere never reads the old endpoint's bundle (shared data
@@ -80,11 +93,23 @@ pub fn publish(
             }
         }
         match shared.set(key, &bytes, current.map(|(_, cas)| cas)) {
-            Ok(()) => return Ok(Published::Applied),
+            Ok(()) => {
+                publish_version(shared, key);
+                return Ok(Published::Applied);
+            }
             Err(e) => last = e,
         }
     }
     Err(last)
+}
+
+/// Records the bundle entry's current CAS token in its version entry (see the module doc).
+fn publish_version(shared: &dyn SharedData, key: &str) {
+    if let Some((_, cas)) = shared.get(key) {
+        if let Err(e) = shared.set(&version_key(key), &cas.to_le_bytes(), None) {
+            log::warn!("writing the version of {key} failed: {e:?}");
+        }
+    }
 }
 
 /// Reads the stored envelope (for logs and the refresh policy).
@@ -108,6 +133,23 @@ struct Cached {
     cas: u32,
     fetched_at_ms: u64,
     bundle: Arc<TrustBundle>,
+    version_key: String,
+    /// When the bundle entry itself was last read (ms).
+    read_at_ms: u64,
+}
+
+impl Cached {
+    /// The cached bundle, if the version entry says it is still current and the bundle entry
+    /// was read within the last [`REVALIDATE_MS`].
+    fn current(&self, shared: &dyn SharedData, now_ms: u64) -> Option<(u64, Arc<TrustBundle>)> {
+        let recent = self.read_at_ms <= now_ms && now_ms < self.read_at_ms + REVALIDATE_MS;
+        if !recent {
+            return None;
+        }
+        let (bytes, _) = shared.get(&self.version_key)?;
+        let version = u32::from_le_bytes(bytes.as_slice().try_into().ok()?);
+        (version == self.cas).then(|| (self.fetched_at_ms, Arc::clone(&self.bundle)))
+    }
 }
 
 /// Per-VM cache of parsed bundles, keyed by shared-data key and valid for one CAS token.
@@ -126,34 +168,14 @@ impl BundleCache {
         now_ms: u64,
         max_age_ms: u64,
     ) -> Result<Arc<TrustBundle>, NoBundle> {
-        let Some((bytes, cas)) = shared.get(key) else {
-            self.entries.borrow_mut().remove(key);
-            return Err(NoBundle::NotFetched);
-        };
-        let cached = self
+        let current = self
             .entries
             .borrow()
             .get(key)
-            .filter(|c| c.cas == cas)
-            .map(|c| (c.fetched_at_ms, Arc::clone(&c.bundle)));
-        let (fetched_at, bundle) = match cached {
-            Some(hit) => hit,
-            None => {
-                // Only documents that parsed when fetched are stored, so a failure here means
-                // the entry is not ours or is corrupt: no bundle (fail closed).
-                let stored: StoredBundle =
-                    serde_json::from_slice(&bytes).map_err(|_| NoBundle::NotFetched)?;
-                let bundle = TrustBundle::parse(stored.document.as_bytes())
-                    .map_err(|_| NoBundle::NotFetched)?;
-                let bundle = Arc::new(bundle);
-                let entry = Cached {
-                    cas,
-                    fetched_at_ms: stored.fetched_at_ms,
-                    bundle: Arc::clone(&bundle),
-                };
-                self.entries.borrow_mut().insert(key.to_owned(), entry);
-                (stored.fetched_at_ms, bundle)
-            }
+            .and_then(|c| c.current(shared, now_ms));
+        let (fetched_at, bundle) = match current {
+            Some(found) => found,
+            None => self.read(shared, key, now_ms)?,
         };
         let age = now_ms.saturating_sub(fetched_at);
         if age > max_age_ms {
@@ -162,6 +184,40 @@ impl BundleCache {
             });
         }
         Ok(bundle)
+    }
+
+    /// Reads the bundle entry, parsing it only if its version is not the cached one.
+    fn read(
+        &self,
+        shared: &dyn SharedData,
+        key: &str,
+        now_ms: u64,
+    ) -> Result<(u64, Arc<TrustBundle>), NoBundle> {
+        let Some((bytes, cas)) = shared.get(key) else {
+            self.entries.borrow_mut().remove(key);
+            return Err(NoBundle::NotFetched);
+        };
+        let mut entries = self.entries.borrow_mut();
+        if let Some(cached) = entries.get_mut(key).filter(|c| c.cas == cas) {
+            cached.read_at_ms = now_ms;
+            return Ok((cached.fetched_at_ms, Arc::clone(&cached.bundle)));
+        }
+        // Only documents that parsed when fetched are stored, so a failure here means the entry
+        // is not ours or is corrupt: no bundle (fail closed).
+        let stored: StoredBundle =
+            serde_json::from_slice(&bytes).map_err(|_| NoBundle::NotFetched)?;
+        let bundle =
+            TrustBundle::parse(stored.document.as_bytes()).map_err(|_| NoBundle::NotFetched)?;
+        let bundle = Arc::new(bundle);
+        let entry = Cached {
+            cas,
+            fetched_at_ms: stored.fetched_at_ms,
+            bundle: Arc::clone(&bundle),
+            version_key: version_key(key),
+            read_at_ms: now_ms,
+        };
+        entries.insert(key.to_owned(), entry);
+        Ok((stored.fetched_at_ms, bundle))
     }
 }
 
@@ -172,11 +228,21 @@ impl BundleCache {
 pub struct MemorySharedData {
     entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     next_cas: RefCell<u32>,
+    reads: RefCell<HashMap<String, usize>>,
+}
+
+#[cfg(test)]
+impl MemorySharedData {
+    /// How many times `key` was read.
+    pub fn reads(&self, key: &str) -> usize {
+        self.reads.borrow().get(key).copied().unwrap_or(0)
+    }
 }
 
 #[cfg(test)]
 impl SharedData for MemorySharedData {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        *self.reads.borrow_mut().entry(key.to_owned()).or_default() += 1;
         self.entries.borrow().get(key).cloned()
     }
 
@@ -274,6 +340,42 @@ mod tests {
         };
         publish(&shared, "k", &fresh).unwrap();
         assert!(cache.get(&shared, "k", 61_001, 60_000).is_ok());
+    }
+
+    /// Hot path: a request reads the 4-byte version entry, not the bundle document, while the
+    /// bundle is unchanged; a new version is read at once; a lost version write is caught up
+    /// within a second.
+    #[test]
+    fn unchanged_bundle_is_not_copied_per_request() {
+        let shared = MemorySharedData::default();
+        publish(&shared, "k", &stored("k1", 1)).unwrap();
+        let cache = BundleCache::default();
+        let before = shared.reads("k");
+        for i in 0..10 {
+            assert!(cache.get(&shared, "k", NOW + i, DAY).is_ok());
+        }
+        assert_eq!(shared.reads("k") - before, 1, "one read of the document");
+        assert_eq!(shared.reads("k#version"), 9);
+        publish(&shared, "k", &stored("k2", 2)).unwrap();
+        let kid = |now| {
+            cache.get(&shared, "k", now, DAY).unwrap().jwt_keys[0]
+                .kid
+                .clone()
+        };
+        assert_eq!(
+            kid(NOW + 20),
+            "k2",
+            "a new version is seen by the next request"
+        );
+        // A bundle written without its version entry (a publisher that died in between).
+        let lost = serde_json::to_vec(&stored("k3", 3)).unwrap();
+        shared.set("k", &lost, None).unwrap();
+        assert_eq!(kid(NOW + 30), "k2");
+        assert_eq!(
+            kid(NOW + 20 + REVALIDATE_MS),
+            "k3",
+            "read again after a second"
+        );
     }
 
     #[test]
