@@ -138,6 +138,17 @@ fn run(config: &BenchConfig) {
             .filter_map(|c| crate::b64::decode_std(c))
             .collect();
         report(
+            "X509-SVID leaf: does it claim a SPIFFE ID",
+            time(n, || x509_svid::claims_spiffe_id(&leaf)),
+        );
+        report(
+            "X509-SVID cache key (SHA-256 of the chain)",
+            time(n, || {
+                std::hint::black_box(CredentialCache::chain_digest(&leaf, &intermediates));
+                true
+            }),
+        );
+        report(
             "X509-SVID chain verify",
             time(n, || {
                 x509_svid::verify(&leaf, &intermediates, &bundle.x509_authorities, config.now)
