@@ -247,7 +247,7 @@ def expect_authenticated(resp: client.Response, what: str):
 
 def forged(key: pki.SigningKey) -> str:
     """A well-formed JWT-SVID under ``key``'s kid, signed by another key of the same type."""
-    other = (pki.ec_key(key.kid) if key.alg == "ES256" else pki.rsa_key(key.kid, 2048))
+    other = pki.ec_key(key.kid) if key.alg == "ES256" else pki.rsa_key(key.kid, 2048)
     return pki.mint_svid(other, SPIFFE_ID, ISSUER, lifetime=TOKEN_LIFETIME)
 
 
@@ -522,6 +522,8 @@ def start_clients(targets: dict[str, UnderTest], workdir: Path, stack: list,
 def run(opts, workdir: Path, stack: list) -> dict:
     """Everything between start and report; ``stack`` collects what must be stopped."""
     wall = time.monotonic()
+    load = os.getloadavg()[0]
+    print(f"load average at start: {load:.2f} (other work on the machine skews the figures)")
     tls = pki.write_tls_pki(workdir / "pki", [AS_HOST, f"bundle.{TRUST_DOMAIN}"])
     creds = Credentials.generate()
     bundle = BundleServer(tls, creds.bundle()).start()
@@ -536,6 +538,7 @@ def run(opts, workdir: Path, stack: list) -> dict:
     results, memory = run_rounds(workloads, ports, targets, opts)
     return {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
+        "load_average_at_start": load,
         "wasm_bytes": opts.wasm.stat().st_size,
         "cold_start_ms": cold * 1000,
         "mint_seconds": minted,
