@@ -368,6 +368,17 @@ def in_turn(configs: tuple[str, ...], round_index: int) -> tuple[str, ...]:
     return configs[shift:] + configs[:shift]
 
 
+def measure(workload: Workload, config: str, port: int, envoy: EnvoyProcess, opts) -> WrkResult:
+    """One measurement: the request check, the warm-up, the measured run with the CPU time
+    the Envoy under test spent on it."""
+    check_workload(workload, config, port)
+    run_wrk(workload, port, opts.warmup, opts.connections)
+    cpu_before = cpu_seconds(envoy)
+    result = run_wrk(workload, port, opts.duration, opts.connections)
+    cpu_us = (cpu_seconds(envoy) - cpu_before) * 1e6 / result.requests
+    return replace(result, cpu_us=cpu_us)
+
+
 def run_rounds(workloads: list[Workload], ports: dict, targets: dict[str, UnderTest],
                opts) -> tuple[dict, dict]:
     """All rounds: {workload: {config: [WrkResult per round]}} and {config: [memory samples]}
@@ -377,17 +388,12 @@ def run_rounds(workloads: list[Workload], ports: dict, targets: dict[str, UnderT
     for r in range(opts.rounds):
         for w in workloads:
             for config in in_turn(w.configs, r):
-                port = ports[w.name, config]
-                check_workload(w, config, port)
-                run_wrk(w, port, opts.warmup, opts.connections)
-                cpu_before = cpu_seconds(targets[config].envoy)
-                result = run_wrk(w, port, opts.duration, opts.connections)
-                cpu_us = (cpu_seconds(targets[config].envoy) - cpu_before) * 1e6 / result.requests
-                result = replace(result, cpu_us=cpu_us)
+                result = measure(w, config, ports[w.name, config], targets[config].envoy, opts)
                 results[w.name][config].append(result)
                 print(f"  round {r + 1}/{opts.rounds}  {w.name:<18} {config:<20} "
                       f"{result.rps:>9.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
-                      f"p99 {result.p99_ms:7.2f} ms  {cpu_us:6.0f} µs CPU/req", flush=True)
+                      f"p99 {result.p99_ms:7.2f} ms  {result.cpu_us:6.0f} µs CPU/req",
+                      flush=True)
         for name, t in targets.items():
             memory[name].append(memory_sample(t.envoy))
     return results, memory
