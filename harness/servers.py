@@ -25,11 +25,20 @@ from .pki import TlsFiles
 HOST = "127.0.0.1"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free right now and that this process has not been given
+    before: the kernel may offer a port again as soon as it is closed, and a caller that takes
+    several ports before binding any (Envoy's listeners and admin) must not get one twice."""
+    while True:
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class _Server(ThreadingHTTPServer):
