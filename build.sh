@@ -126,6 +126,9 @@ ensure_wrk() {
 # Not part of test: it takes minutes and needs the machine's two cores to itself.
 cmd_bench() {
   build_wasm
+  say "building the benchmark build that times the core inside V8 (feature crypto-bench)"
+  CARGO_TARGET_DIR=target/crypto-bench cargo build --quiet --release --target wasm32-wasip1 \
+    --features crypto-bench
   ensure_venv
   ensure_wrk
   exec "$VENV/bin/python" bench/bench.py "$@"

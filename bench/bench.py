@@ -35,7 +35,7 @@ from string import Template
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
-from harness import client, pki, svid  # noqa: E402
+from harness import client, crypto_bench, pki, svid  # noqa: E402
 from harness.envoy import DEFAULT_WASM, EnvoyProcess, render_bundle_clusters  # noqa: E402
 from harness.servers import HOST, BundleServer, free_port  # noqa: E402
 
@@ -59,6 +59,8 @@ TEMPLATE = BENCH / "envoy-bench.yaml.tmpl"
 CLIENT_TEMPLATE = BENCH / "envoy-client.yaml.tmpl"
 AUTH_BLOCK = re.compile(r"^[ \t]*# >>> auth:(\S+).*?^[ \t]*# <<< auth:\1[^\n]*\n", re.M | re.S)
 RESULTS = BENCH / "results" / "latest.json"
+CRYPTO_WASM = (BENCH.parent / "target" / "crypto-bench" / "wasm32-wasip1" / "release"
+               / "spiffe_oauth_filter.wasm")
 
 
 class BenchError(RuntimeError):
@@ -464,6 +466,9 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 round of 2 s runs")
     parser.add_argument("--wasm", type=Path, default=DEFAULT_WASM)
+    parser.add_argument("--crypto-wasm", type=Path, default=CRYPTO_WASM,
+                        help="benchmark build of the filter (feature crypto-bench) that times "
+                             "the core inside V8; skipped if absent")
     opts = parser.parse_args(argv)
     if opts.quick:
         opts.rounds, opts.duration = 1, 2
@@ -542,6 +547,13 @@ def run(opts, workdir: Path, stack: list) -> dict:
     smoke_check(targets, ports, workloads, creds, tls, workdir)
     print("smoke check passed: 200 for every workload and configuration, 401 for forgeries")
     results, memory = run_rounds(workloads, ports, targets, opts)
+    for item in reversed(stack):
+        item.stop()
+    stack.clear()
+    crypto = {}
+    if opts.crypto_wasm.is_file():
+        print("timing the core inside V8 (benchmark build)", flush=True)
+        crypto = crypto_bench.run(opts.crypto_wasm, iterations=50 if opts.quick else 200)
     return {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
         "load_average_at_start": load,
@@ -552,6 +564,7 @@ def run(opts, workdir: Path, stack: list) -> dict:
         "runs": {w: {c: [asdict(r) for r in runs] for c, runs in by.items()}
                  for w, by in results.items()},
         "memory": memory,
+        "crypto_us": crypto,
         "wall_seconds": time.monotonic() - wall,
     }
 
@@ -570,6 +583,8 @@ def report(data: dict) -> str:
         f"{data['cold_start_ms']:.0f} ms",
         "",
         memory_table(data["memory"]),
+        "",
+        crypto_bench.table(data["crypto_us"]) if data["crypto_us"] else "(no crypto timings)",
         "",
         f"wall time: {data['wall_seconds']:.0f} s",
     ])
