@@ -156,5 +156,57 @@ fn run(config: &BenchConfig) {
             }),
         );
     }
+    decision_cases(config, &bundle);
     log::info!("crypto-bench done");
+}
+
+/// The whole per-request decision of the core for a JWT-SVID, uncached and cached.
+fn decision_cases(config: &BenchConfig, bundle: &TrustBundle) {
+    use crate::authenticator::{authenticate, BundleSource, Checks, RequestHead, Verdict};
+    use crate::config::{Config, TrustDomainConfig};
+    use crate::trust_store::NoBundle;
+    use std::sync::Arc;
+
+    struct One(Arc<TrustBundle>);
+    impl BundleSource for One {
+        fn bundle_for(&self, _: &TrustDomainConfig) -> Result<Arc<TrustBundle>, NoBundle> {
+            Ok(Arc::clone(&self.0))
+        }
+    }
+    let doc = format!(
+        r#"{{"issuer":"{}","token_paths":["/token"],"clients":[{{"spiffe_id":"spiffe://example.org/bench-client"}}],
+        "trust_domains":{{"example.org":{{"bundle_endpoint":{{"cluster":"c","authority":"a","path":"/b"}}}}}}}}"#,
+        config.audience
+    );
+    let Ok(plugin) = Config::parse(doc.as_bytes()) else {
+        log::error!("crypto-bench: decision configuration refused");
+        return;
+    };
+    let bundles = One(Arc::new(bundle.clone()));
+    let head = RequestHead {
+        method: "POST",
+        path: "/token",
+        content_type: Some("application/x-www-form-urlencoded"),
+        authorization: None,
+    };
+    for (alg, token) in &config.tokens {
+        let body = format!(
+            "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-spiffe&client_assertion={token}"
+        );
+        let cache = CredentialCache::new(16);
+        let checks = Checks {
+            bundles: &bundles,
+            cache: &cache,
+            now: Some(config.now),
+        };
+        report(
+            &format!("{alg} whole decision, cached"),
+            time(config.iterations, || {
+                matches!(
+                    authenticate(&plugin, &head, body.as_bytes(), None, checks),
+                    Verdict::Authenticated { .. }
+                )
+            }),
+        );
+    }
 }
