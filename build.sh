@@ -129,6 +129,9 @@ cmd_bench() {
   say "building the benchmark build that times the core inside V8 (feature crypto-bench)"
   CARGO_TARGET_DIR=target/crypto-bench cargo build --quiet --release --target wasm32-wasip1 \
     --features crypto-bench
+  say "building the do-nothing wasm filter the bench measures as a floor (feature noop-bench)"
+  CARGO_TARGET_DIR=target/noop-bench cargo build --quiet --release --target wasm32-wasip1 \
+    --features noop-bench
   ensure_venv
   ensure_wrk
   exec "$VENV/bin/python" bench/bench.py "$@"

@@ -52,13 +52,15 @@ ASSERTION_PREFIX = ("grant_type=client_credentials&client_assertion_type=urn%3Ai
 X509_BODY = f"grant_type=client_credentials&client_id={CLIENT_ID}"
 ENVOY_CPU, CLIENT_CPU = "0", "1"
 
-NONE, JWT_AUTHN, FILTER = "none", "jwt_authn", "spiffe-oauth-filter"
-JWT_CONFIGS = (NONE, JWT_AUTHN, FILTER)
-MTLS_CONFIGS = (NONE, FILTER)
+NONE, NOOP, JWT_AUTHN, FILTER = "none", "wasm-noop", "jwt_authn", "spiffe-oauth-filter"
+JWT_CONFIGS = (NONE, NOOP, JWT_AUTHN, FILTER)
+MTLS_CONFIGS = (NONE, NOOP, FILTER)
 TEMPLATE = BENCH / "envoy-bench.yaml.tmpl"
 CLIENT_TEMPLATE = BENCH / "envoy-client.yaml.tmpl"
 AUTH_BLOCK = re.compile(r"^[ \t]*# >>> auth:(\S+).*?^[ \t]*# <<< auth:\1[^\n]*\n", re.M | re.S)
 RESULTS = BENCH / "results" / "latest.json"
+NOOP_WASM = (BENCH.parent / "target" / "noop-bench" / "wasm32-wasip1" / "release"
+             / "spiffe_oauth_filter.wasm")
 CRYPTO_WASM = (BENCH.parent / "target" / "crypto-bench" / "wasm32-wasip1" / "release"
                / "spiffe_oauth_filter.wasm")
 
@@ -188,7 +190,7 @@ class UnderTest:
 
 
 def render_under_test(config: str, *, ports: dict, tls: pki.TlsFiles, creds: Credentials,
-                      wasm: Path, bundle_port: int) -> str:
+                      wasm: Path, noop_wasm: Path, bundle_port: int) -> str:
     """envoy-bench.yaml.tmpl with only ``config``'s authentication filter block."""
     text = TEMPLATE.read_text()
     if config != NONE and f"# >>> auth:{config}\n" not in text:
@@ -198,7 +200,8 @@ def render_under_test(config: str, *, ports: dict, tls: pki.TlsFiles, creds: Cre
     return Template(text).substitute(
         **ports, SERVER_CERT=tls.server_cert.resolve(), SERVER_KEY=tls.server_key.resolve(),
         AUDIENCE=ISSUER, JWKS=json.dumps(json.dumps(creds.jwks())),
-        WASM_PATH=wasm.resolve(), PLUGIN_CONFIG=json.dumps(json.dumps(settings)),
+        WASM_PATH=wasm.resolve(), NOOP_WASM_PATH=noop_wasm.resolve(),
+        PLUGIN_CONFIG=json.dumps(json.dumps(settings)),
         BUNDLE_CLUSTERS=render_bundle_clusters(settings, {TRUST_DOMAIN: bundle_port},
                                                tls.ca_cert),
     )
@@ -466,6 +469,8 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 round of 2 s runs")
     parser.add_argument("--wasm", type=Path, default=DEFAULT_WASM)
+    parser.add_argument("--noop-wasm", type=Path, default=NOOP_WASM,
+                        help="do-nothing wasm filter (feature noop-bench), measured as the floor")
     parser.add_argument("--crypto-wasm", type=Path, default=CRYPTO_WASM,
                         help="benchmark build of the filter (feature crypto-bench) that times "
                              "the core inside V8; skipped if absent")
@@ -509,7 +514,7 @@ def start_targets(workdir: Path, stack: list, **render) -> tuple[dict[str, Under
     them by configuration and the cold start in seconds."""
     targets = {c: under_test(c, workdir, **render) for c in JWT_CONFIGS}
     stack.extend(t.envoy for t in targets.values())
-    for config in (NONE, JWT_AUTHN):
+    for config in (NONE, NOOP, JWT_AUTHN):
         targets[config].envoy.start()
     creds = render["creds"]
     cold = cold_start(targets[FILTER], assertion_request(
@@ -540,7 +545,7 @@ def run(opts, workdir: Path, stack: list) -> dict:
     bundle = BundleServer(tls, creds.bundle()).start()
     stack.append(bundle)
     targets, cold = start_targets(workdir, stack, tls=tls, creds=creds, wasm=opts.wasm,
-                                  bundle_port=bundle.port)
+                                  noop_wasm=opts.noop_wasm, bundle_port=bundle.port)
     client_ports = start_clients(targets, workdir, stack, tls, creds)
     workloads, minted = make_workloads(creds, workdir, opts.pool)
     ports = target_ports(workloads, targets, client_ports)
@@ -592,9 +597,10 @@ def report(data: dict) -> str:
 
 def main(argv=None) -> int:
     opts = parse_args(argv)
-    if not opts.wasm.is_file():
-        print(f"{opts.wasm} does not exist: ./build.sh build first", file=sys.stderr)
-        return 1
+    for wasm in (opts.wasm, opts.noop_wasm):
+        if not wasm.is_file():
+            print(f"{wasm} does not exist: run ./build.sh bench", file=sys.stderr)
+            return 1
     workdir = Path(tempfile.mkdtemp(prefix="spiffe-bench-"))
     print(f"work dir: {workdir} (removed at the end, kept with the Envoy logs on failure)")
     stack: list = []

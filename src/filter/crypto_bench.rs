@@ -148,6 +148,7 @@ fn run(config: &BenchConfig) {
                 true
             }),
         );
+        presented_chain_case(n, &leaf, &intermediates);
         report(
             "X509-SVID chain verify",
             time(n, || {
@@ -158,6 +159,48 @@ fn run(config: &BenchConfig) {
     }
     decision_cases(config, &bundle);
     log::info!("crypto-bench done");
+}
+
+/// Reading the presented chain as the filter gets it from Envoy: the leaf as PEM with its
+/// SHA-256, the intermediates from an XFCC `Chain=` of URL-encoded PEM.
+fn presented_chain_case(n: u32, leaf: &[u8], intermediates: &[Vec<u8>]) {
+    use sha2::{Digest, Sha256};
+    use x509_cert::der::pem::{encode_string, LineEnding};
+    let pem = |der: &[u8]| encode_string("CERTIFICATE", LineEnding::LF, der).unwrap_or_default();
+    let url = |text: &str| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                other => format!("%{other:02X}"),
+            })
+            .collect()
+    };
+    let leaf_pem = pem(leaf);
+    let chain_pem: String = std::iter::once(leaf)
+        .chain(intermediates.iter().map(Vec::as_slice))
+        .map(pem)
+        .collect();
+    let digest: String = Sha256::digest(leaf)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let xfcc = format!(
+        "Hash={digest};Cert=\"{}\";Chain=\"{}\";URI=spiffe://example.org/bench-client",
+        url(&leaf_pem),
+        url(&chain_pem)
+    );
+    report(
+        &format!(
+            "X509-SVID presented chain from PEM + XFCC ({} bytes)",
+            xfcc.len()
+        ),
+        time(n, || {
+            crate::client_cert::presented_chain(true, Some(&leaf_pem), Some(&digest), Some(&xfcc))
+                .is_ok_and(|c| c.is_some_and(|c| c.intermediates.len() == 1))
+        }),
+    );
 }
 
 /// The whole per-request decision of the core for a JWT-SVID, uncached and cached.

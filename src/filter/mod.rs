@@ -6,9 +6,14 @@ pub mod abi;
 pub mod crypto_bench;
 pub mod host;
 pub mod http;
+#[cfg(feature = "noop-bench")]
+pub mod noop_bench;
 pub mod root;
 
-#[cfg(all(target_arch = "wasm32", not(feature = "crypto-bench")))]
+#[cfg(all(
+    target_arch = "wasm32",
+    not(any(feature = "crypto-bench", feature = "noop-bench"))
+))]
 proxy_wasm::main! {{
     host::install_logger(log::LevelFilter::Info);
     proxy_wasm::set_root_context(|context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
@@ -22,5 +27,13 @@ proxy_wasm::main! {{
     host::install_logger(log::LevelFilter::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
         Box::new(crypto_bench::CryptoBenchRoot)
+    });
+}}
+
+// The benchmark's floor (`--features noop-bench`): an HTTP filter that does nothing.
+#[cfg(all(target_arch = "wasm32", feature = "noop-bench"))]
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(noop_bench::NoopRoot)
     });
 }}
