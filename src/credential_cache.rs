@@ -38,6 +38,8 @@ struct Entry {
     /// Unix seconds: when it verified, and the first second at which it is no longer valid.
     verified_at: u64,
     valid_until: u64,
+    /// Insertion number: the one record of `order` that may evict this entry.
+    seq: u64,
 }
 
 /// A cached verdict, to be confirmed against the trust domain's current bundle.
@@ -57,8 +59,10 @@ impl Hit {
 pub struct CredentialCache {
     max_entries: usize,
     entries: RefCell<HashMap<CredentialDigest, Entry>>,
-    /// Insertion order, for eviction; may name digests already dropped.
-    order: RefCell<VecDeque<CredentialDigest>>,
+    /// Insertion order, for eviction: (digest, insertion number). Records of entries dropped or
+    /// inserted again since are stale and skipped; compaction keeps the list bounded.
+    order: RefCell<VecDeque<(CredentialDigest, u64)>>,
+    next_seq: Cell<u64>,
     hits: Cell<u64>,
     misses: Cell<u64>,
 }
@@ -70,6 +74,7 @@ impl CredentialCache {
             max_entries,
             entries: RefCell::default(),
             order: RefCell::default(),
+            next_seq: Cell::new(0),
             hits: Cell::new(0),
             misses: Cell::new(0),
         }
@@ -140,24 +145,32 @@ impl CredentialCache {
         }
         let mut entries = self.entries.borrow_mut();
         let mut order = self.order.borrow_mut();
+        let live = |entries: &HashMap<CredentialDigest, Entry>,
+                    (k, seq): &(CredentialDigest, u64)| {
+            entries.get(k).is_some_and(|e| e.seq == *seq)
+        };
         while !entries.contains_key(&key) && entries.len() >= self.max_entries {
             let Some(oldest) = order.pop_front() else {
                 break;
             };
-            entries.remove(&oldest);
+            if live(&entries, &oldest) {
+                entries.remove(&oldest.0);
+            }
         }
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq.wrapping_add(1));
         let entry = Entry {
             spiffe_id: spiffe_id.clone(),
             bundle: Arc::downgrade(bundle),
             verified_at,
             valid_until,
+            seq,
         };
-        if entries.insert(key, entry).is_none() {
-            order.push_back(key);
-        }
-        // Digests dropped on lookup linger in `order`; keep it bounded too.
+        entries.insert(key, entry);
+        order.push_back((key, seq));
+        // Records of dropped or re-inserted entries linger in `order`; keep it bounded.
         if order.len() > self.max_entries.saturating_mul(2) {
-            order.retain(|k| entries.contains_key(k));
+            order.retain(|record| live(&entries, record));
         }
     }
 

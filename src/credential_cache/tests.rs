@@ -108,3 +108,32 @@ fn digests_separate_kinds_and_boundaries() {
         CredentialCache::chain_digest(b"leaf", &[])
     );
 }
+
+/// A credential verified again after its entry was dropped (a bundle change) leaves one live
+/// eviction record, not one per verification: the order list stays bounded, and first in,
+/// first out still evicts the oldest entry, not the newest.
+#[test]
+fn reinserted_entries_keep_the_order_bounded_and_fifo() {
+    let cache = CredentialCache::new(2);
+    let b = bundle();
+    let a = CredentialCache::jwt_digest("a");
+    for _ in 0..10_000 {
+        cache.insert(a, &id("w"), &b, 0, 10);
+        cache.forget(&a);
+    }
+    cache.insert(a, &id("w"), &b, 0, 10);
+    for _ in 0..10_000 {
+        cache.insert(a, &id("w"), &b, 0, 10);
+    }
+    assert!(
+        cache.order.borrow().len() <= 4,
+        "{}",
+        cache.order.borrow().len()
+    );
+    let c = CredentialCache::jwt_digest("c");
+    let d = CredentialCache::jwt_digest("d");
+    cache.insert(c, &id("w"), &b, 0, 10);
+    cache.insert(d, &id("w"), &b, 0, 10);
+    assert!(cache.get(&a, 1).is_none(), "the oldest entry is evicted");
+    assert!(cache.get(&c, 1).is_some() && cache.get(&d, 1).is_some());
+}
