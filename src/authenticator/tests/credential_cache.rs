@@ -192,6 +192,18 @@ mod x509 {
         authenticate(&config(), &post(), BODY.as_bytes(), Some(chain), checks)
     }
 
+    /// A leaf of a fresh example.org root, an empty cache, and bundles naming that root.
+    fn x509_setup() -> (PresentedChain, CredentialCache, Bundles) {
+        let root = pki::root("example.org");
+        let chain = PresentedChain {
+            leaf: pki::leaf(&root, &[X509_CLIENT], |_| {}),
+            intermediates: vec![],
+        };
+        let mut b = bundles();
+        with_authority(&mut b, &root);
+        (chain, CredentialCache::new(8), b)
+    }
+
     fn x509_ok() -> Verdict {
         Verdict::Authenticated {
             spiffe_id: SpiffeId::parse(X509_CLIENT).unwrap(),
@@ -202,13 +214,7 @@ mod x509 {
 
     #[test]
     fn a_repeated_chain_is_validated_once_and_a_removed_authority_takes_effect() {
-        let root = pki::root("example.org");
-        let chain = PresentedChain {
-            leaf: pki::leaf(&root, &[X509_CLIENT], |_| {}),
-            intermediates: vec![],
-        };
-        let (cache, mut b) = (CredentialCache::new(8), bundles());
-        with_authority(&mut b, &root);
+        let (chain, cache, mut b) = x509_setup();
         for _ in 0..2 {
             assert_eq!(decide_chain(&cache, &b, &chain, pki::NOW), x509_ok());
         }
@@ -221,13 +227,7 @@ mod x509 {
 
     #[test]
     fn a_cached_chain_expires_with_its_earliest_not_after() {
-        let root = pki::root("example.org");
-        let chain = PresentedChain {
-            leaf: pki::leaf(&root, &[X509_CLIENT], |_| {}),
-            intermediates: vec![],
-        };
-        let (cache, mut b) = (CredentialCache::new(8), bundles());
-        with_authority(&mut b, &root);
+        let (chain, cache, b) = x509_setup();
         decide_chain(&cache, &b, &chain, pki::NOW);
         // The leaf's notAfter (2026-09-01T00:00:00Z) is the earliest in the chain.
         let leaf_not_after = 1_788_220_800;
