@@ -13,6 +13,7 @@ use crate::bundle::TrustBundle;
 use crate::config::BundleEndpoint;
 use crate::spiffe_id::TrustDomain;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -106,8 +107,22 @@ pub fn publish(
 /// Records the bundle entry's current CAS token in its version entry (see the module doc).
 fn publish_version(shared: &dyn SharedData, key: &str) {
     if let Some((_, cas)) = shared.get(key) {
+        write_version(shared, key, cas);
+    }
+}
+
+/// Writes `cas` as the version of `key`, then checks that the bundle entry still has it: when
+/// another publisher wrote in between, its newer CAS is written instead (a few rounds at most),
+/// so interleaved publishers do not leave an older version behind.
+fn write_version(shared: &dyn SharedData, key: &str, mut cas: u32) {
+    for _ in 0..4 {
         if let Err(e) = shared.set(&version_key(key), &cas.to_le_bytes(), None) {
             log::warn!("writing the version of {key} failed: {e:?}");
+            return;
+        }
+        match shared.get(key) {
+            Some((_, now)) if now != cas => cas = now,
+            _ => return,
         }
     }
 }
@@ -133,6 +148,9 @@ struct Cached {
     cas: u32,
     fetched_at_ms: u64,
     bundle: Arc<TrustBundle>,
+    /// SHA-256 of the bundle document, so a refetch of the same document keeps the parsed bundle
+    /// (and with it the credentials verified against it).
+    document_digest: [u8; 32],
     version_key: String,
     /// When the bundle entry itself was last read (ms).
     read_at_ms: u64,
@@ -206,13 +224,24 @@ impl BundleCache {
         // is not ours or is corrupt: no bundle (fail closed).
         let stored: StoredBundle =
             serde_json::from_slice(&bytes).map_err(|_| NoBundle::NotFetched)?;
-        let bundle =
-            TrustBundle::parse(stored.document.as_bytes()).map_err(|_| NoBundle::NotFetched)?;
-        let bundle = Arc::new(bundle);
+        let document_digest: [u8; 32] = Sha256::digest(stored.document.as_bytes()).into();
+        // The same document fetched again (a periodic refresh, an unknown-kid refetch): a new
+        // version with the same keys, so the parsed bundle stays.
+        let unchanged = entries
+            .get(key)
+            .filter(|c| c.document_digest == document_digest)
+            .map(|c| Arc::clone(&c.bundle));
+        let bundle = match unchanged {
+            Some(bundle) => bundle,
+            None => Arc::new(
+                TrustBundle::parse(stored.document.as_bytes()).map_err(|_| NoBundle::NotFetched)?,
+            ),
+        };
         let entry = Cached {
             cas,
             fetched_at_ms: stored.fetched_at_ms,
             bundle: Arc::clone(&bundle),
+            document_digest,
             version_key: version_key(key),
             read_at_ms: now_ms,
         };
@@ -376,6 +405,41 @@ mod tests {
             "k3",
             "read again after a second"
         );
+    }
+
+    /// The same document fetched again is a new version (its age starts over) with the same
+    /// parsed bundle, so credentials verified against it stay cached; another document is parsed.
+    #[test]
+    fn a_refetched_identical_document_keeps_the_parsed_bundle() {
+        let shared = MemorySharedData::default();
+        publish(&shared, "k", &stored("k1", 1)).unwrap();
+        let cache = BundleCache::default();
+        let first = cache.get(&shared, "k", 2000, DAY).unwrap();
+        let again = StoredBundle {
+            fetched_at_ms: 50_000,
+            ..stored("k1", 1)
+        };
+        publish(&shared, "k", &again).unwrap();
+        let same = cache.get(&shared, "k", 60_000, 10_000).unwrap();
+        assert!(Arc::ptr_eq(&first, &same), "not parsed again");
+        publish(&shared, "k", &stored("k2", 1)).unwrap();
+        let other = cache.get(&shared, "k", 60_000, DAY).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(other.jwt_keys[0].kid, "k2");
+    }
+
+    /// Two publishers interleaved (A reads the bundle's CAS, B writes bundle and version, A then
+    /// writes its older CAS as the version): A sees the bundle moved on and writes the current one.
+    #[test]
+    fn an_interleaved_publisher_leaves_the_current_version() {
+        let shared = MemorySharedData::default();
+        publish(&shared, "k", &stored("k1", 1)).unwrap();
+        let (_, a_saw) = shared.get("k").unwrap();
+        publish(&shared, "k", &stored("k2", 2)).unwrap();
+        let (_, current) = shared.get("k").unwrap();
+        write_version(&shared, "k", a_saw);
+        let version = shared.get("k#version").unwrap().0;
+        assert_eq!(version, current.to_le_bytes());
     }
 
     #[test]
