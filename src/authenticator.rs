@@ -195,11 +195,10 @@ fn authenticate_inner(
         // A certificate that claims a SPIFFE ID, with no other credential, is the X509-SVID
         // method; any other certificate is incidental (optional mTLS) and left to the AS.
         Method::NotSpiffe => match presented {
-            Some(chain) if !other_credential && x509_svid::claims_spiffe_id(&chain.leaf) => {
-                authenticate_x509_svid(config, &params, chain, checks).map(
-                    |(spiffe_id, client_id)| Some((spiffe_id, client_id, Credential::X509Svid)),
-                )
-            }
+            Some(chain) if !other_credential && chain.claims_spiffe_id() => authenticate_x509_svid(
+                config, &params, chain, checks,
+            )
+            .map(|(spiffe_id, client_id)| Some((spiffe_id, client_id, Credential::X509Svid))),
             // A certificate as the only credential of a client registered here is an X509-SVID
             // attempt even without a SPIFFE URI SAN (a DNS-only certificate, FC-23 c): refused,
             // not left to an AS that may accept the certificate on other grounds.
@@ -306,8 +305,8 @@ fn check_certificate_identity(
     presented: Option<&PresentedChain>,
     claimed: &SpiffeId,
 ) -> Result<(), Rejection> {
-    if let Some(chain) = presented.filter(|c| x509_svid::claims_spiffe_id(&c.leaf)) {
-        if x509_svid::leaf_spiffe_id(&chain.leaf).ok().as_ref() != Some(claimed) {
+    if let Some(chain) = presented.filter(|c| c.claims_spiffe_id()) {
+        if x509_svid::leaf_spiffe_id(chain.leaf()).ok().as_ref() != Some(claimed) {
             return Err(Rejection::new(
                 InvalidRequest,
                 "client certificate claims another SPIFFE identity than the assertion (or cannot be read)",
@@ -358,26 +357,26 @@ fn authenticate_x509_svid(
     })?;
     // A chain that validated before against the current bundle, and is still within every
     // certificate's validity, is not validated again.
-    let digest = checks
-        .cache
-        .enabled()
-        .then(|| CredentialCache::chain_digest(&chain.leaf, &chain.intermediates));
+    let digest = checks.cache.enabled().then(|| *chain.cache_key());
     if let Some(hit) = cache_lookup(checks, digest.as_ref()) {
         if let Some(spiffe_id) = confirm_hit(config, checks, digest.as_ref(), hit)? {
             return bind_x509_client(config, spiffe_id, sent);
         }
     }
-    let claimed = x509_svid::leaf_spiffe_id(&chain.leaf)
+    let claimed = x509_svid::leaf_spiffe_id(chain.leaf())
         .map_err(|e| Rejection::new(InvalidClient, format!("X509-SVID: {e}")))?;
     // Authorities of the SAN's own trust domain only (X509-1, EDGE-3).
     let (_, bundle) = bundle_of(config, checks.bundles, &claimed)?;
     let now = host_time(checks.now)?;
     let authorities = &bundle.x509_authorities;
-    let spiffe_id = x509_svid::verify(&chain.leaf, &chain.intermediates, authorities, now)
+    let verified = x509_svid::verify_path(chain.leaf(), chain.intermediates(), authorities, now)
         .map_err(|e| Rejection::new(InvalidClient, format!("X509-SVID: {e}")).claiming(&claimed))?;
-    if let Some(digest) = digest {
+    let spiffe_id = verified.spiffe_id;
+    // A chain padded with certificates off the path is valid but not cached: otherwise one
+    // SVID, sent with ever new unused self-made CAs, could fill the cache with itself.
+    if let Some(digest) = digest.filter(|_| verified.every_intermediate_used) {
         let valid_until =
-            x509_svid::valid_until(&chain.leaf, &chain.intermediates, authorities, now);
+            x509_svid::valid_until(chain.leaf(), chain.intermediates(), authorities, now);
         checks
             .cache
             .insert(digest, &spiffe_id, &bundle, now, valid_until);

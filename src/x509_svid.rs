@@ -150,6 +150,26 @@ pub fn verify(
     authorities: &[Vec<u8>],
     now: u64,
 ) -> Result<SpiffeId, X509SvidError> {
+    verify_path(leaf_der, intermediates, authorities, now).map(|v| v.spiffe_id)
+}
+
+/// What [`verify_path`] found: the leaf's SPIFFE ID and whether the validated path went through
+/// every intermediate the client sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedSvid {
+    pub spiffe_id: SpiffeId,
+    /// False when the client sent intermediates that are not on the path (unused or repeated):
+    /// the chain is valid, but its bytes are not the only spelling of this credential.
+    pub every_intermediate_used: bool,
+}
+
+/// [`verify`], also saying whether the path used every intermediate the client sent.
+pub fn verify_path(
+    leaf_der: &[u8],
+    intermediates: &[Vec<u8>],
+    authorities: &[Vec<u8>],
+    now: u64,
+) -> Result<VerifiedSvid, X509SvidError> {
     let id = leaf_spiffe_id(leaf_der)?;
     if intermediates.len() > MAX_INTERMEDIATES {
         return Err(X509SvidError::TooManyIntermediates);
@@ -182,7 +202,7 @@ pub fn verify(
     let leaf = CertificateDer::from(leaf_der);
     let end_entity = webpki::EndEntityCert::try_from(&leaf)
         .map_err(|e| X509SvidError::Path(format!("{e:?}")))?;
-    end_entity
+    let path = end_entity
         .verify_for_usage(
             x509_sig_algs::ALL,
             &anchors,
@@ -193,7 +213,11 @@ pub fn verify(
             None,
         )
         .map_err(|e| X509SvidError::Path(format!("{e:?}")))?;
-    Ok(id)
+    let used = path.intermediate_certificates().count();
+    Ok(VerifiedSvid {
+        spiffe_id: id,
+        every_intermediate_used: used == intermediates.len(),
+    })
 }
 
 /// The first second (Unix) at which a chain that [`verify`] accepted at `now` may no longer be

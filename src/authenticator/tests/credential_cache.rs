@@ -195,10 +195,7 @@ mod x509 {
     /// A leaf of a fresh example.org root, an empty cache, and bundles naming that root.
     fn x509_setup() -> (PresentedChain, CredentialCache, Bundles) {
         let root = pki::root("example.org");
-        let chain = PresentedChain {
-            leaf: pki::leaf(&root, &[X509_CLIENT], |_| {}),
-            intermediates: vec![],
-        };
+        let chain = PresentedChain::new(pki::leaf(&root, &[X509_CLIENT], |_| {}), vec![]);
         let mut b = bundles();
         with_authority(&mut b, &root);
         (chain, CredentialCache::new(8), b)
@@ -223,6 +220,31 @@ mod x509 {
         let _old = with_authority(&mut b, &pki::root("example.org"));
         let v = decide_chain(&cache, &b, &chain, pki::NOW);
         assert_eq!(rejected(v).0, ErrorCode::InvalidClient);
+    }
+
+    /// One SVID sent with ever new unused CAs beside its path is accepted every time but never
+    /// cached, so it cannot fill the cache with spellings of itself; the path as sent is cached.
+    #[test]
+    fn a_chain_with_intermediates_off_its_path_is_accepted_but_not_cached() {
+        let root = pki::root("example.org");
+        let mid = pki::intermediate(&root, "example.org", |_| {});
+        let leaf = pki::leaf(&mid, &[X509_CLIENT], |_| {});
+        let (cache, mut b) = (CredentialCache::new(8), bundles());
+        with_authority(&mut b, &root);
+        for _ in 0..3 {
+            let unused = pki::intermediate(&root, "example.org", |_| {});
+            let padded =
+                PresentedChain::new(leaf.clone(), vec![mid.der.clone(), unused.der.clone()]);
+            assert_eq!(decide_chain(&cache, &b, &padded, pki::NOW), x509_ok());
+        }
+        let repeated = PresentedChain::new(leaf.clone(), vec![mid.der.clone(), mid.der.clone()]);
+        assert_eq!(decide_chain(&cache, &b, &repeated, pki::NOW), x509_ok());
+        assert_eq!((cache.len(), cache.counts()), (0, (0, 4)));
+        let path = PresentedChain::new(leaf, vec![mid.der.clone()]);
+        for _ in 0..2 {
+            assert_eq!(decide_chain(&cache, &b, &path, pki::NOW), x509_ok());
+        }
+        assert_eq!((cache.len(), cache.counts()), (1, (1, 5)));
     }
 
     #[test]
