@@ -55,20 +55,49 @@ def request(port: int, method: str, path: str, body: bytes | None = None,
             tls: "Tls | None" = None) -> Response:
     """One request on a fresh connection. ``headers`` may repeat names (list of pairs); with
     ``tls`` the connection is HTTPS (see ``mtls``)."""
-    conn = (http.client.HTTPConnection(HOST, port, timeout=timeout) if tls is None
-            else _TlsConnection(tls, port, timeout))
+    conn = _connection(port, tls, timeout)
     try:
-        conn.putrequest(method, path, skip_accept_encoding=True)
-        items = headers.items() if isinstance(headers, dict) else (headers or [])
-        names = {k.lower() for k, _ in items}
-        for k, v in items:
-            conn.putheader(k, v)
-        if body is not None and "content-length" not in names and "transfer-encoding" not in names:
-            conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
-        return _response(conn.getresponse())
+        return _send(conn, method, path, body, headers)
     finally:
         conn.close()
+
+
+def _connection(port: int, tls: "Tls | None", timeout: float) -> http.client.HTTPConnection:
+    return (http.client.HTTPConnection(HOST, port, timeout=timeout) if tls is None
+            else _TlsConnection(tls, port, timeout))
+
+
+def _send(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None,
+          headers) -> Response:
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    names = {k.lower() for k, _ in items}
+    for k, v in items:
+        conn.putheader(k, v)
+    if body is not None and "content-length" not in names and "transfer-encoding" not in names:
+        conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    return _response(conn.getresponse())
+
+
+class KeepAlive:
+    """Requests one after another on one kept-alive HTTP/1.1 connection (HTTPS with ``tls``).
+    A request raises instead of being sent on any other connection (after an answer that
+    closed the first one, say)."""
+
+    def __init__(self, port: int, tls: "Tls | None" = None, timeout: float = 10.0):
+        self._conn = _connection(port, tls, timeout)
+        self._conn.connect()
+        self._sock = self._conn.sock
+
+    def post_form(self, path: str, params, headers=None) -> Response:
+        if self._conn.sock is not self._sock:
+            raise ConnectionError("the connection was not kept alive")
+        hdrs = [("Content-Type", FORM), *(headers or [])]
+        return _send(self._conn, "POST", path, form(params), hdrs)
+
+    def close(self):
+        self._conn.close()
 
 
 def post_form(port: int, path: str, params, headers=None, content_type: str = FORM,

@@ -4,21 +4,69 @@
 //! connection manager with `forward_client_cert_details: SANITIZE_SET`), used only when that
 //! chain starts with the connection's own leaf (requirements REQ-11, EDGE-1, EDGE-2).
 
+use crate::credential_cache::{CredentialCache, CredentialDigest};
+use crate::x509_svid;
 use sha2::{Digest, Sha256};
+use std::cell::OnceCell;
 use std::fmt;
 
 /// Most certificates read from one XFCC chain: the leaf, the most intermediates validation
 /// accepts, and one more, so an overlong chain is refused by validation, not silently cut.
-const MAX_CHAIN: usize = crate::x509_svid::MAX_INTERMEDIATES + 2;
+const MAX_CHAIN: usize = x509_svid::MAX_INTERMEDIATES + 2;
 
-/// What the connection presented.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the connection presented. What is derived from it (the verified-credential cache key,
+/// whether the leaf claims a SPIFFE ID) is computed once per chain: a chain read once per
+/// connection serves all of the connection's requests.
+#[derive(Debug, Clone)]
 pub struct PresentedChain {
     /// DER of the leaf, byte for byte as the client sent it.
-    pub leaf: Vec<u8>,
+    leaf: Vec<u8>,
     /// DER of the client-sent intermediates (possibly none).
-    pub intermediates: Vec<Vec<u8>>,
+    intermediates: Vec<Vec<u8>>,
+    cache_key: OnceCell<CredentialDigest>,
+    claims_spiffe_id: OnceCell<bool>,
 }
+
+impl PresentedChain {
+    pub fn new(leaf: Vec<u8>, intermediates: Vec<Vec<u8>>) -> Self {
+        PresentedChain {
+            leaf,
+            intermediates,
+            cache_key: OnceCell::new(),
+            claims_spiffe_id: OnceCell::new(),
+        }
+    }
+
+    pub fn leaf(&self) -> &[u8] {
+        &self.leaf
+    }
+
+    pub fn intermediates(&self) -> &[Vec<u8>] {
+        &self.intermediates
+    }
+
+    /// The chain's key in the verified-credential cache.
+    pub fn cache_key(&self) -> &CredentialDigest {
+        self.cache_key
+            .get_or_init(|| CredentialCache::chain_digest(&self.leaf, &self.intermediates))
+    }
+
+    /// Whether the leaf claims a SPIFFE ID ([`x509_svid::claims_spiffe_id`]).
+    pub fn claims_spiffe_id(&self) -> bool {
+        *self
+            .claims_spiffe_id
+            .get_or_init(|| x509_svid::claims_spiffe_id(&self.leaf))
+    }
+}
+
+/// Two chains are equal when they hold the same certificates.
+impl PartialEq for PresentedChain {
+    fn eq(&self, other: &Self) -> bool {
+        self.leaf == other.leaf && self.intermediates == other.intermediates
+    }
+}
+
+impl Eq for PresentedChain {}
 
 /// Why the presented certificate cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,10 +119,7 @@ pub fn presented_chain(
             _ => None,
         })
         .unwrap_or_default();
-    Ok(Some(PresentedChain {
-        leaf,
-        intermediates,
-    }))
+    Ok(Some(PresentedChain::new(leaf, intermediates)))
 }
 
 /// The decoded `Chain=` of the XFCC element whose `Hash=` is `digest`.

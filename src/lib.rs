@@ -15,6 +15,7 @@ pub mod bundle_fetch;
 pub mod bundle_wait;
 pub mod client_cert;
 pub mod config;
+pub mod connection_chains;
 pub mod credential_cache;
 pub mod fetch_lease;
 pub mod filter;

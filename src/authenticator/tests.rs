@@ -525,10 +525,7 @@ mod x509 {
     }
 
     fn chain(leaf: Vec<u8>) -> PresentedChain {
-        PresentedChain {
-            leaf,
-            intermediates: vec![],
-        }
+        PresentedChain::new(leaf, vec![])
     }
 
     fn decide_with(c: &Config, body: &str, presented: &PresentedChain, b: &Bundles) -> Verdict {

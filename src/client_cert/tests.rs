@@ -86,13 +86,13 @@ fn leaf_from_the_connection_intermediates_from_a_matching_xfcc_chain() {
     let got = presented_chain(true, Some(&p.leaf_pem), Some(&d), Some(&header))
         .unwrap()
         .unwrap();
-    assert_eq!(got.leaf, der(&p.leaf_pem));
-    assert_eq!(got.intermediates, vec![der(&p.mid_pem)]);
+    assert_eq!(got.leaf(), der(&p.leaf_pem));
+    assert_eq!(got.intermediates(), vec![der(&p.mid_pem)]);
     // Without XFCC: the leaf alone.
     let alone = presented_chain(true, Some(&p.leaf_pem), Some(&d), None)
         .unwrap()
         .unwrap();
-    assert!(alone.intermediates.is_empty());
+    assert!(alone.intermediates().is_empty());
     // The host's digest may be upper case.
     let upper = presented_chain(true, Some(&p.leaf_pem), Some(&d.to_uppercase()), None);
     assert!(upper.is_ok());
@@ -107,7 +107,8 @@ fn xfcc_chain_ignored_unless_it_belongs_to_this_connection() {
         presented_chain(true, Some(&p.leaf_pem), Some(&d), Some(header))
             .unwrap()
             .unwrap()
-            .intermediates
+            .intermediates()
+            .to_vec()
     };
     // Another certificate's hash.
     assert!(intermediates(&xfcc(&digest(&p.other_pem), &chain)).is_empty());
@@ -168,6 +169,6 @@ fn overlong_chain_is_kept_for_validation_to_refuse() {
     let got = presented_chain(true, Some(&p.leaf_pem), Some(&d), Some(&xfcc(&d, &chain)))
         .unwrap()
         .unwrap();
-    assert_eq!(got.intermediates.len(), MAX_CHAIN - 1);
-    assert!(got.intermediates.len() > crate::x509_svid::MAX_INTERMEDIATES);
+    assert_eq!(got.intermediates().len(), MAX_CHAIN - 1);
+    assert!(got.intermediates().len() > crate::x509_svid::MAX_INTERMEDIATES);
 }

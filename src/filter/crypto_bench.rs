@@ -198,7 +198,7 @@ fn presented_chain_case(n: u32, leaf: &[u8], intermediates: &[Vec<u8>]) {
         ),
         time(n, || {
             crate::client_cert::presented_chain(true, Some(&leaf_pem), Some(&digest), Some(&xfcc))
-                .is_ok_and(|c| c.is_some_and(|c| c.intermediates.len() == 1))
+                .is_ok_and(|c| c.is_some_and(|c| c.intermediates().len() == 1))
         }),
     );
 }

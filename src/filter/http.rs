@@ -12,6 +12,7 @@ use crate::bundle_fetch::duration_ms;
 use crate::bundle_wait::Waiting;
 use crate::client_cert::{self, PresentedChain};
 use crate::config::{Config, TrustDomainConfig};
+use crate::connection_chains::{ConnectionChains, Presented};
 use crate::credential_cache::CredentialCache;
 use crate::fetch_lease;
 use crate::oauth_error::{error_response, ErrorCode};
@@ -49,7 +50,7 @@ pub struct PendingRequest {
     config: Rc<Config>,
     caches: Rc<VmCaches>,
     head: Head,
-    presented: Option<PresentedChain>,
+    presented: Presented,
     body: Vec<u8>,
 }
 
@@ -66,7 +67,7 @@ impl PendingRequest {
         let claims = self
             .presented
             .as_ref()
-            .is_some_and(|chain| crate::x509_svid::claims_spiffe_id(&chain.leaf));
+            .is_some_and(|chain| chain.claims_spiffe_id());
         if self.config.client_certificate.keep_xfcc && claims {
             host::set_request_header(XFCC, None);
         }
@@ -90,7 +91,7 @@ impl PendingRequest {
             config,
             &self.head.view(),
             &self.body,
-            self.presented.as_ref(),
+            self.presented.as_deref(),
             checks,
         )
     }
@@ -138,7 +139,7 @@ pub struct TokenFilter {
     held: HeldRequests,
     head: Head,
     /// The client certificate chain of an mTLS connection (read for token requests only).
-    presented: Option<PresentedChain>,
+    presented: Presented,
     /// Headers are held until the body is decided.
     holding: bool,
     body_size: usize,
@@ -333,7 +334,7 @@ impl HttpContext for TokenFilter {
             HeadAction::PassThrough => Action::Continue,
             HeadAction::Reject(rejection) => self.reject(&config, &rejection),
             HeadAction::ReadBody => {
-                self.presented = read_presented_chain(xfcc.as_deref());
+                self.presented = presented_chain(&self.caches.connections, xfcc.as_deref());
                 if end_of_stream {
                     return self.decide();
                 }
@@ -385,7 +386,29 @@ impl HttpContext for TokenFilter {
 
 const XFCC: &str = "x-forwarded-client-cert";
 
-/// The client certificate chain, when the connection is mTLS (REQ-11: never from headers alone).
+/// The client certificate chain, when the connection is mTLS (REQ-11: never from headers alone):
+/// remembered from an earlier request on the same connection with the same XFCC, or read.
+fn presented_chain(connections: &ConnectionChains, xfcc: Option<&str>) -> Presented {
+    let connection = host::property(&["connection", "id"]);
+    if let Some(known) = connection.as_ref().and_then(|id| connections.get(id, xfcc)) {
+        return known;
+    }
+    let presented = read_presented_chain(xfcc).map(Rc::new);
+    log::debug!(
+        "client certificate of connection {} read (presented: {})",
+        connection
+            .as_deref()
+            .and_then(|id| <[u8; 8]>::try_from(id).ok())
+            .map_or_else(|| "?".to_owned(), |id| u64::from_le_bytes(id).to_string()),
+        presented.is_some()
+    );
+    if let Some(id) = &connection {
+        connections.insert(id, xfcc, presented.clone());
+    }
+    presented
+}
+
+/// Reads the client certificate chain from the connection's properties and XFCC.
 fn read_presented_chain(xfcc: Option<&str>) -> Option<PresentedChain> {
     let mtls = host::property(&["connection", "mtls"]).is_some_and(|v| v == [1]);
     if !mtls {
@@ -407,9 +430,9 @@ fn read_presented_chain(xfcc: Option<&str>) -> Option<PresentedChain> {
 /// RFC 9440: the validated leaf and intermediates as structured-field byte sequences.
 fn forward_rfc9440(chain: &PresentedChain) {
     let sf = |der: &[u8]| format!(":{}:", crate::b64::encode_std(der));
-    host::set_request_header("client-cert", Some(&sf(&chain.leaf)));
-    if !chain.intermediates.is_empty() {
-        let list: Vec<String> = chain.intermediates.iter().map(|c| sf(c)).collect();
+    host::set_request_header("client-cert", Some(&sf(chain.leaf())));
+    if !chain.intermediates().is_empty() {
+        let list: Vec<String> = chain.intermediates().iter().map(|c| sf(c)).collect();
         host::set_request_header("client-cert-chain", Some(&list.join(", ")));
     }
 }
@@ -434,6 +457,8 @@ pub struct VmCaches {
     pub bundles: BundleCache,
     /// Credentials that verified, for this configuration only.
     pub credentials: CredentialCache,
+    /// What each recent downstream connection presented.
+    pub connections: ConnectionChains,
 }
 
 impl VmCaches {
@@ -441,6 +466,7 @@ impl VmCaches {
         VmCaches {
             bundles: BundleCache::default(),
             credentials: CredentialCache::new(max_cached_credentials),
+            connections: ConnectionChains::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ import ssl
 from urllib.parse import quote
 
 import pytest
-from conftest import (ISSUER, assert_invalid_client, assert_invalid_request,
+from conftest import (ISSUER, TOKEN_PATH, assert_invalid_client, assert_invalid_request,
                       assert_nothing_forwarded, start_stack)
 
 from harness import client, pki, svid
@@ -146,6 +146,39 @@ def test_certificate_and_assertion_naming_different_ids(stack):
                            files(stack, svid.leaf(ORG_CA, ["spiffe://example.org/other"])))
     assert_invalid_request(resp)
     assert_nothing_forwarded(stack)
+
+
+def test_requests_on_one_kept_alive_connection(stack):
+    """The chain a connection presented is read once per connection and remembered, yet every
+    request on it is decided on its own: the X509-SVID accepted again and again, then a
+    client_id that is not the certificate's refused, and, on another connection with the same
+    certificate, a JWT-SVID of another ID beside it refused as mixed identities; what one
+    connection presented never answers for another (REQ-9, REQ-10, CID-5). (Envoy closes a
+    connection after the filter's error answer, so each refusal ends its connection.)"""
+    leaf_files = files(stack, svid.leaf(ORG_CA, [DEMO]))
+    conns = [client.KeepAlive(stack.envoy.mtls_port, stack.tls(leaf_files)) for _ in range(2)]
+    bare = client.KeepAlive(stack.envoy.mtls_port, stack.tls())
+    try:
+        for conn in conns:
+            for _ in range(3):
+                stack.auth.clear()
+                assert_authenticated(conn.post_form(TOKEN_PATH, token_request()), stack)
+        # No certificate on this connection: the others' chain does not count here.
+        for _ in range(2):
+            stack.auth.clear()
+            resp = bare.post_form(TOKEN_PATH, token_request())
+            assert resp.status == 401 and resp.json() == {"error": "invalid_client"}  # the AS's
+            [seen] = stack.auth.requests
+            assert seen.header_values("x-spiffe-id") == []
+        stack.auth.clear()
+        assert_invalid_client(conns[0].post_form(TOKEN_PATH, token_request("someone-else")))
+        other_id = pki.mint_svid(JWT_KEY, "spiffe://example.org/other", ISSUER)
+        assert_invalid_request(conns[1].post_form(
+            TOKEN_PATH, client.assertion_params(other_id, client_id=DEMO)))
+        assert_nothing_forwarded(stack)
+    finally:
+        for conn in (*conns, bare):
+            conn.close()
 
 
 def test_spoofed_xfcc_without_client_certificate(stack):

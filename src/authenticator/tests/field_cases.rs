@@ -105,10 +105,7 @@ fn all_invalid_client(tokens: &[String]) {
 }
 
 fn x509_verdict(body: &str, leaf: Vec<u8>, intermediates: Vec<Vec<u8>>, root: &Ca) -> Verdict {
-    let chain = PresentedChain {
-        leaf,
-        intermediates,
-    };
+    let chain = PresentedChain::new(leaf, intermediates);
     decide_twice(
         &fc_config(),
         &post(),
