@@ -190,7 +190,8 @@ class UnderTest:
 
 
 def render_under_test(config: str, *, ports: dict, tls: pki.TlsFiles, creds: Credentials,
-                      wasm: Path, noop_wasm: Path, bundle_port: int) -> str:
+                      wasm: Path, noop_wasm: Path, bundle_port: int,
+                      noop_config: dict | None = None) -> str:
     """envoy-bench.yaml.tmpl with only ``config``'s authentication filter block."""
     text = TEMPLATE.read_text()
     if config != NONE and f"# >>> auth:{config}\n" not in text:
@@ -201,19 +202,20 @@ def render_under_test(config: str, *, ports: dict, tls: pki.TlsFiles, creds: Cre
         **ports, SERVER_CERT=tls.server_cert.resolve(), SERVER_KEY=tls.server_key.resolve(),
         AUDIENCE=ISSUER, JWKS=json.dumps(json.dumps(creds.jwks())),
         WASM_PATH=wasm.resolve(), NOOP_WASM_PATH=noop_wasm.resolve(),
+        NOOP_CONFIG=json.dumps(json.dumps(noop_config or {})),
         PLUGIN_CONFIG=json.dumps(json.dumps(settings)),
         BUNDLE_CLUSTERS=render_bundle_clusters(settings, {TRUST_DOMAIN: bundle_port},
                                                tls.ca_cert),
     )
 
 
-def under_test(config: str, workdir: Path, **render) -> UnderTest:
+def under_test(config: str, workdir: Path, name: str | None = None, **render) -> UnderTest:
     """An Envoy under test for ``config`` (not started), pinned to ENVOY_CPU."""
     ports = dict(ADMIN_PORT=free_port(), LISTENER_PORT=free_port(), MTLS_PORT=free_port())
     text = render_under_test(config, ports=ports, **render)
-    envoy = EnvoyProcess(workdir, text, ports["ADMIN_PORT"], name=config, cpus=ENVOY_CPU,
-                         component_log_level="wasm:info")
-    return UnderTest(config, envoy, ports["LISTENER_PORT"], ports["MTLS_PORT"])
+    envoy = EnvoyProcess(workdir, text, ports["ADMIN_PORT"], name=name or config,
+                         cpus=ENVOY_CPU, component_log_level="wasm:info")
+    return UnderTest(name or config, envoy, ports["LISTENER_PORT"], ports["MTLS_PORT"])
 
 
 def client_envoy(target: UnderTest, workdir: Path, tls: pki.TlsFiles,

@@ -34,6 +34,6 @@ proxy_wasm::main! {{
 #[cfg(all(target_arch = "wasm32", feature = "noop-bench"))]
 proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(noop_bench::NoopRoot)
+        Box::<noop_bench::NoopRoot>::default()
     });
 }}
