@@ -3,7 +3,8 @@
 #
 #   ./build.sh build          build target/wasm32-wasip1/release/spiffe_oauth_filter.wasm
 #   ./build.sh run [--keep]   the demo: Envoy + filter + local SPIFFE trust domain + example AS
-#   ./build.sh test           every check and test (lint, native unit tests, Envoy integration)
+#   ./build.sh test           every check and test (lint, native unit tests, packaging, Envoy
+#                             integration)
 #   ./build.sh fuzz [SECONDS] [TARGET...]
 #                             run the cargo-fuzz targets (default: all, 600 s each), merging
 #                             new coverage into fuzz/corpus/ (replayed by ./build.sh test)
@@ -79,6 +80,8 @@ cmd_test() {
   say "building the filter"
   build_wasm
   ensure_venv
+  say "packaging tests: the Istio manifests and the OCI image (tests/packaging)"
+  "$VENV/bin/python" -m pytest -q tests/packaging
   say "integration tests: the built filter in Envoy"
   "$VENV/bin/python" -m pytest -q tests/integration "$@"
 }
@@ -150,7 +153,7 @@ cmd_oci() {
 }
 
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in

@@ -3,8 +3,9 @@
 
 The image is the "compat" variant of the Wasm image specification that Istio's wasm image
 fetcher reads (the istio-agent pulls the image of an oci:// module URL and hands Envoy the
-module): an ordinary OCI image manifest whose one layer, application/vnd.oci.image.layer.v1.tar+gzip,
-is a tar archive holding the module as `plugin.wasm`, with the manifest annotation
+module): an ordinary OCI image manifest whose one layer (media type
+application/vnd.oci.image.layer.v1.tar+gzip) is a tar archive holding the module as
+`plugin.wasm`, with the manifest annotation
 `module.wasm.image/variant: compat`. Ordinary registries and copy tools (skopeo, crane, oras)
 handle it like any image.
 
