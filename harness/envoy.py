@@ -64,10 +64,12 @@ def _die_with_parent():
         pass
 
 
-def render_config(plugin_config: dict, *, wasm_path: Path | None, ca_file: Path, as_port: int,
-                  bundle_ports: dict[str, int], listener_port: int, admin_port: int,
+def render_config(plugin_config: dict | str, *, wasm_path: Path | None, ca_file: Path,
+                  as_port: int, bundle_ports: dict[str, int], listener_port: int, admin_port: int,
                   mtls_port: int) -> str:
-    """The Envoy YAML for this plugin config (see the placeholders in envoy.yaml.tmpl)."""
+    """The Envoy YAML for this plugin config (see the placeholders in envoy.yaml.tmpl): a dict,
+    or JSON text that the filter is given verbatim (as Istio passes a configuration string)."""
+    config_text = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
     text = (TEMPLATE_DIR / "envoy.yaml.tmpl").read_text()
     if wasm_path is None:
         text = _WASM_BLOCK.sub("", text)
@@ -78,8 +80,8 @@ def render_config(plugin_config: dict, *, wasm_path: Path | None, ca_file: Path,
         SERVER_KEY=Path(ca_file).resolve().parent / "server.key",
         WASM_PATH=Path(wasm_path).resolve() if wasm_path else "",
         # A JSON string literal is a valid YAML double-quoted scalar.
-        PLUGIN_CONFIG=json.dumps(json.dumps(plugin_config)),
-        BUNDLE_CLUSTERS=render_bundle_clusters(plugin_config, bundle_ports, ca_file),
+        PLUGIN_CONFIG=json.dumps(config_text),
+        BUNDLE_CLUSTERS=render_bundle_clusters(json.loads(config_text), bundle_ports, ca_file),
     )
 
 
@@ -250,8 +252,8 @@ class EnvoyProcess:
 class Envoy(EnvoyProcess):
     """One Envoy process running envoy/envoy.yaml.tmpl rendered for ``plugin_config``."""
 
-    def __init__(self, workdir: str | Path, plugin_config: dict, *, ca_file: Path, as_port: int,
-                 bundle_ports: dict[str, int], wasm_path: Path | None = DEFAULT_WASM,
+    def __init__(self, workdir: str | Path, plugin_config: dict | str, *, ca_file: Path,
+                 as_port: int, bundle_ports: dict[str, int], wasm_path: Path | None = DEFAULT_WASM,
                  concurrency: int = 1, log_level: str = "info",
                  component_log_level: str = "wasm:debug", name: str = "envoy",
                  dynamic_listeners: bool = False):
