@@ -7,6 +7,7 @@ use crate::bundle::TrustBundle;
 use crate::client_cert::PresentedChain;
 use crate::config::{Config, TrustDomainConfig, X509ClientIdRule};
 use crate::credential_cache::{CredentialCache, CredentialDigest, Hit};
+use crate::deny_reason::DenyReason;
 use crate::jwt_svid::JwtSvidError;
 use crate::jwt_svid::{JwtSvid, JwtSvidPolicy};
 use crate::log_text::quote;
@@ -39,16 +40,40 @@ pub struct Rejection {
     /// yet, the last one too old, or a JWT-SVID `kid` it does not have. The filter may hold the
     /// request for one refresh and decide again.
     pub awaits_bundle: Option<TrustDomain>,
+    /// The reason class (metrics, logs).
+    pub kind: DenyReason,
+    /// The method whose credential was refused, once the request chose one.
+    pub method: Option<Credential>,
 }
 
 impl Rejection {
+    /// A rejection whose reason class follows from its code (malformed request, body too large);
+    /// an `invalid_client` rejection names its class with [`Rejection::because`].
     pub fn new(code: ErrorCode, reason: impl Into<String>) -> Self {
+        let kind = match code {
+            ErrorCode::InvalidRequest => DenyReason::MalformedRequest,
+            ErrorCode::BodyTooLarge => DenyReason::BodyTooLarge,
+            ErrorCode::InvalidClient => DenyReason::MalformedAssertion,
+        };
         Rejection {
             code,
             reason: reason.into(),
             claimed_id: None,
             awaits_bundle: None,
+            kind,
+            method: None,
         }
+    }
+
+    pub fn because(mut self, kind: DenyReason) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Records the method whose credential was refused (kept when already set).
+    fn during(mut self, method: Credential) -> Self {
+        self.method.get_or_insert(method);
+        self
     }
 
     pub fn claiming(mut self, id: &SpiffeId) -> Self {
@@ -189,16 +214,20 @@ fn authenticate_inner(
         )),
         Method::JwtSvid => {
             let (spiffe_id, client_id) =
-                authenticate_jwt_svid(config, head, &params, presented, checks)?;
+                authenticate_jwt_svid(config, head, &params, presented, checks)
+                    .map_err(|r| r.during(Credential::JwtSvid))?;
             Ok(Some((spiffe_id, client_id, Credential::JwtSvid)))
         }
         // A certificate that claims a SPIFFE ID, with no other credential, is the X509-SVID
         // method; any other certificate is incidental (optional mTLS) and left to the AS.
         Method::NotSpiffe => match presented {
-            Some(chain) if !other_credential && chain.claims_spiffe_id() => authenticate_x509_svid(
-                config, &params, chain, checks,
-            )
-            .map(|(spiffe_id, client_id)| Some((spiffe_id, client_id, Credential::X509Svid))),
+            Some(chain) if !other_credential && chain.claims_spiffe_id() => {
+                authenticate_x509_svid(config, &params, chain, checks)
+                    .map(|(spiffe_id, client_id)| {
+                        Some((spiffe_id, client_id, Credential::X509Svid))
+                    })
+                    .map_err(|r| r.during(Credential::X509Svid))
+            }
             // A certificate as the only credential of a client registered here is an X509-SVID
             // attempt even without a SPIFFE URI SAN (a DNS-only certificate, FC-23 c): refused,
             // not left to an AS that may accept the certificate on other grounds.
@@ -212,7 +241,9 @@ fn authenticate_inner(
                 Err(Rejection::new(
                     InvalidClient,
                     "client certificate of a registered SPIFFE client has no spiffe URI SAN",
-                ))
+                )
+                .because(DenyReason::InvalidCertificate)
+                .during(Credential::X509Svid))
             }
             _ => Ok(None),
         },
@@ -234,13 +265,15 @@ fn authenticate_jwt_svid(
         return Err(Rejection::new(
             InvalidRequest,
             "jwt-spiffe assertion together with an Authorization header",
-        ));
+        )
+        .because(DenyReason::MixedMethods));
     }
     if params.client_secret.is_some() {
         return Err(Rejection::new(
             InvalidRequest,
             "jwt-spiffe assertion together with client_secret",
-        ));
+        )
+        .because(DenyReason::MixedMethods));
     }
     let assertion = params
         .client_assertion
@@ -265,8 +298,9 @@ fn authenticate_jwt_svid(
             return Ok((spiffe_id, client_id));
         }
     }
-    let svid = JwtSvid::decode(assertion, config.limits.max_assertion_bytes)
-        .map_err(|e| Rejection::new(InvalidClient, format!("JWT-SVID: {e}")))?;
+    let svid = JwtSvid::decode(assertion, config.limits.max_assertion_bytes).map_err(|e| {
+        Rejection::new(InvalidClient, format!("JWT-SVID: {e}")).because((&e).into())
+    })?;
     let claimed = svid.subject();
     // The assertion selects the method; a client certificate that claims a SPIFFE identity
     // must be an X509-SVID of the same ID, or the request carries two identities: malformed
@@ -281,7 +315,9 @@ fn authenticate_jwt_svid(
         leeway_secs: config.clock_skew.as_secs(),
     };
     let spiffe_id = svid.verify(&bundle, &policy, now).map_err(|e| {
-        let rejection = Rejection::new(InvalidClient, format!("JWT-SVID: {e}")).claiming(claimed);
+        let rejection = Rejection::new(InvalidClient, format!("JWT-SVID: {e}"))
+            .because((&e).into())
+            .claiming(claimed);
         // A key the bundle does not have yet may have been published since it was fetched.
         match e {
             JwtSvidError::UnknownKid(_) => rejection.awaiting(config, claimed, trust_domain),
@@ -311,6 +347,7 @@ fn check_certificate_identity(
                 InvalidRequest,
                 "client certificate claims another SPIFFE identity than the assertion (or cannot be read)",
             )
+            .because(DenyReason::MixedMethods)
             .claiming(claimed));
         }
     }
@@ -363,14 +400,20 @@ fn authenticate_x509_svid(
             return bind_x509_client(config, spiffe_id, sent);
         }
     }
-    let claimed = x509_svid::leaf_spiffe_id(chain.leaf())
-        .map_err(|e| Rejection::new(InvalidClient, format!("X509-SVID: {e}")))?;
+    let claimed = x509_svid::leaf_spiffe_id(chain.leaf()).map_err(|e| {
+        Rejection::new(InvalidClient, format!("X509-SVID: {e}"))
+            .because(DenyReason::InvalidCertificate)
+    })?;
     // Authorities of the SAN's own trust domain only (X509-1, EDGE-3).
     let (_, bundle) = bundle_of(config, checks.bundles, &claimed)?;
     let now = host_time(checks.now)?;
     let authorities = &bundle.x509_authorities;
     let verified = x509_svid::verify_path(chain.leaf(), chain.intermediates(), authorities, now)
-        .map_err(|e| Rejection::new(InvalidClient, format!("X509-SVID: {e}")).claiming(&claimed))?;
+        .map_err(|e| {
+            Rejection::new(InvalidClient, format!("X509-SVID: {e}"))
+                .because(DenyReason::InvalidCertificate)
+                .claiming(&claimed)
+        })?;
     let spiffe_id = verified.spiffe_id;
     // A chain padded with certificates off the path is valid but not cached: otherwise one
     // SVID, sent with ever new unused self-made CAs, could fill the cache with itself.
@@ -398,6 +441,7 @@ fn bind_x509_client(
                 quote(sent)
             ),
         )
+        .because(DenyReason::ClientIdMismatch)
         .claiming(&spiffe_id));
     }
     let client_id = registered_client(config, &spiffe_id, Some(sent))?;
@@ -416,16 +460,24 @@ fn bundle_of<'c>(
             InvalidClient,
             "trust domain of the SPIFFE ID is not configured",
         )
+        .because(DenyReason::UnknownTrustDomain)
         .claiming(claimed)
     })?;
     let bundle = bundles.bundle_for(trust_domain).map_err(|why| {
-        let reason = match why {
-            NoBundle::NotFetched => "no bundle fetched yet for the trust domain".to_owned(),
-            NoBundle::Stale { age_secs } => format!(
-                "the trust domain's last good bundle is {age_secs}s old, over bundle_refresh.max_staleness_seconds"
+        let (kind, reason) = match why {
+            NoBundle::NotFetched => (
+                DenyReason::NoBundle,
+                "no bundle fetched yet for the trust domain".to_owned(),
+            ),
+            NoBundle::Stale { age_secs } => (
+                DenyReason::StaleBundle,
+                format!(
+                    "the trust domain's last good bundle is {age_secs}s old, over bundle_refresh.max_staleness_seconds"
+                ),
             ),
         };
         Rejection::new(InvalidClient, reason)
+            .because(kind)
             .claiming(claimed)
             .awaiting(config, claimed, &trust_domain.name)
     })?;
@@ -434,7 +486,9 @@ fn bundle_of<'c>(
 
 /// Without host time no validity can be checked: fail closed.
 fn host_time(now: Option<u64>) -> Result<u64, Rejection> {
-    now.ok_or_else(|| Rejection::new(InvalidClient, "host time unavailable"))
+    now.ok_or_else(|| {
+        Rejection::new(InvalidClient, "host time unavailable").because(DenyReason::NoHostTime)
+    })
 }
 
 /// The client id registered for a verified SPIFFE ID; a `client_id` the request sent must name
@@ -445,7 +499,9 @@ fn registered_client(
     sent: Option<&str>,
 ) -> Result<String, Rejection> {
     let client_id = config.client_id_for(spiffe_id).ok_or_else(|| {
-        Rejection::new(InvalidClient, "SPIFFE ID is not a registered client").claiming(spiffe_id)
+        Rejection::new(InvalidClient, "SPIFFE ID is not a registered client")
+            .because(DenyReason::UnregisteredClient)
+            .claiming(spiffe_id)
     })?;
     match sent {
         Some(sent) if sent != client_id => Err(Rejection::new(
@@ -455,6 +511,7 @@ fn registered_client(
                 quote(sent)
             ),
         )
+        .because(DenyReason::ClientIdMismatch)
         .claiming(spiffe_id)),
         _ => Ok(client_id),
     }

@@ -786,4 +786,5 @@ fn cimd_url_client_id_is_refused_without_fetching() {
 }
 
 mod credential_cache;
+mod deny_reasons;
 mod field_cases;
