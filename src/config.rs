@@ -178,6 +178,8 @@ pub struct Config {
     pub client_certificate: ClientCertificate,
     pub limits: Limits,
     pub refresh: RefreshPolicy,
+    /// In dry-run mode, the header that carries the verdict to the AS (`None`: enforcing).
+    pub dry_run: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +203,25 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     bundle_refresh: RawRefresh,
+    #[serde(default)]
+    dry_run: RawDryRun,
+}
+
+/// Dry-run mode: decide, count and log, but forward every request unchanged.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDryRun {
+    enabled: bool,
+    verdict_header: String,
+}
+
+impl Default for RawDryRun {
+    fn default() -> Self {
+        RawDryRun {
+            enabled: false,
+            verdict_header: "x-spiffe-oauth-verdict".into(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -525,21 +546,37 @@ impl RawConfig {
             "identity_headers.client_id",
             &self.identity_headers.client_id,
         )?;
+        let verdict_header =
+            check_header_name("dry_run.verdict_header", &self.dry_run.verdict_header)?;
         let identity_headers = IdentityHeaders {
-            spellings: [spiffe_id_header.as_str(), client_id_header.as_str()]
-                .into_iter()
-                .chain(CLIENT_CERT_HEADERS)
-                .flat_map(spellings)
-                .collect(),
+            // The verdict header is never taken from a client, dry run or not.
+            spellings: [
+                spiffe_id_header.as_str(),
+                client_id_header.as_str(),
+                verdict_header.as_str(),
+            ]
+            .into_iter()
+            .chain(CLIENT_CERT_HEADERS)
+            .flat_map(spellings)
+            .collect(),
             spiffe_id: spiffe_id_header,
             client_id: client_id_header,
         };
-        if identity_headers.spiffe_id.replace('_', "-")
-            == identity_headers.client_id.replace('_', "-")
-        {
+        let folded = |name: &str| name.replace('_', "-");
+        if folded(&identity_headers.spiffe_id) == folded(&identity_headers.client_id) {
             return Err(refuse(
                 "identity_headers.client_id",
                 "must differ from identity_headers.spiffe_id",
+            ));
+        }
+        let verdict_folded = folded(&verdict_header);
+        if [&identity_headers.spiffe_id, &identity_headers.client_id]
+            .iter()
+            .any(|h| folded(h) == verdict_folded)
+        {
+            return Err(refuse(
+                "dry_run.verdict_header",
+                "must differ from the identity headers",
             ));
         }
         if self.clock_skew_seconds > MAX_SKEW_SECONDS {
@@ -565,6 +602,7 @@ impl RawConfig {
             client_certificate: self.client_certificate,
             limits,
             refresh,
+            dry_run: self.dry_run.enabled.then_some(verdict_header),
         })
     }
 }

@@ -17,10 +17,12 @@ pub mod client_cert;
 pub mod config;
 pub mod connection_chains;
 pub mod credential_cache;
+pub mod deny_reason;
 pub mod fetch_lease;
 pub mod filter;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz_targets;
+pub mod metrics;
 pub mod oauth_error;
 #[cfg(test)]
 mod test_support;

@@ -186,15 +186,7 @@ impl BundleCache {
         now_ms: u64,
         max_age_ms: u64,
     ) -> Result<Arc<TrustBundle>, NoBundle> {
-        let current = self
-            .entries
-            .borrow()
-            .get(key)
-            .and_then(|c| c.current(shared, now_ms));
-        let (fetched_at, bundle) = match current {
-            Some(found) => found,
-            None => self.read(shared, key, now_ms)?,
-        };
+        let (fetched_at, bundle) = self.fetched(shared, key, now_ms)?;
         let age = now_ms.saturating_sub(fetched_at);
         if age > max_age_ms {
             return Err(NoBundle::Stale {
@@ -202,6 +194,24 @@ impl BundleCache {
             });
         }
         Ok(bundle)
+    }
+
+    /// The current bundle under `key` and when it was fetched (ms), whatever its age.
+    pub fn fetched(
+        &self,
+        shared: &dyn SharedData,
+        key: &str,
+        now_ms: u64,
+    ) -> Result<(u64, Arc<TrustBundle>), NoBundle> {
+        let current = self
+            .entries
+            .borrow()
+            .get(key)
+            .and_then(|c| c.current(shared, now_ms));
+        match current {
+            Some(found) => Ok(found),
+            None => self.read(shared, key, now_ms),
+        }
     }
 
     /// Reads the bundle entry, parsing it only if its version is not the cached one.

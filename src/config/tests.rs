@@ -416,12 +416,13 @@ fn display_names_field() {
     );
 }
 
-/// EDGE-1 / FC-21: every `-`/`_` spelling of the identity headers is known, to be removed.
+/// EDGE-1 / FC-21: every `-`/`_` spelling of the identity headers (and of the dry-run verdict
+/// header, which no client may set either) is known, to be removed.
 #[test]
 fn identity_header_spellings() {
     let c = parse(&base()).unwrap();
     let s = &c.identity_headers.spellings;
-    assert_eq!(s.len(), 4 + 8 + 2 + 4);
+    assert_eq!(s.len(), 4 + 8 + 8 + 2 + 4);
     assert!(s.iter().any(|n| n == "client_cert_chain"));
     for name in [
         "x-spiffe-id",
@@ -429,6 +430,8 @@ fn identity_header_spellings() {
         "x-spiffe_id",
         "x_oauth_client_id",
         "x-oauth_client-id",
+        "x-spiffe-oauth-verdict",
+        "x_spiffe_oauth_verdict",
     ] {
         assert!(s.iter().any(|n| n == name), "{name}");
     }
@@ -591,4 +594,22 @@ fn cid_1_client_id_collisions_refused() {
 
 fn id_str(s: &str) -> String {
     s.to_owned()
+}
+
+/// Dry run: off by default; on, with the verdict header named; the verdict header may not be
+/// an identity header (in any spelling).
+#[test]
+fn dry_run() {
+    assert_eq!(parse(&base()).unwrap().dry_run, None);
+    let on = parse(&with(&["dry_run"], json!({"enabled": true}))).unwrap();
+    assert_eq!(on.dry_run.as_deref(), Some("x-spiffe-oauth-verdict"));
+    let named = with(
+        &["dry_run"],
+        json!({"enabled": true, "verdict_header": "x-verdict"}),
+    );
+    assert_eq!(parse(&named).unwrap().dry_run.as_deref(), Some("x-verdict"));
+    let clash = with(&["dry_run"], json!({"verdict_header": "x_spiffe_id"}));
+    assert_eq!(refused(&clash).field, "dry_run.verdict_header");
+    let unknown = with(&["dry_run"], json!({"enable": true}));
+    assert_eq!(refused(&unknown).field, "dry_run.enable");
 }

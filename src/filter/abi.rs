@@ -87,6 +87,14 @@ extern "C" {
     ) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
 }
 
 /// Native builds (unit tests) have no host: every call fails with `NOT_FOUND`.
@@ -178,6 +186,15 @@ mod no_host {
         NOT_FOUND
     }
     pub unsafe fn proxy_continue_stream(_: u32) -> u32 {
+        NOT_FOUND
+    }
+    pub unsafe fn proxy_define_metric(_: u32, _: *const u8, _: usize, _: *mut u32) -> u32 {
+        NOT_FOUND
+    }
+    pub unsafe fn proxy_increment_metric(_: u32, _: i64) -> u32 {
+        NOT_FOUND
+    }
+    pub unsafe fn proxy_record_metric(_: u32, _: u64) -> u32 {
         NOT_FOUND
     }
 }
@@ -356,6 +373,26 @@ pub fn set_effective_context(context_id: u32) -> Result<(), u32> {
 pub fn continue_request() -> Result<(), u32> {
     // SAFETY: a plain integer argument.
     status(unsafe { proxy_continue_stream(STREAM_HTTP_REQUEST) })
+}
+
+/// Defines a counter (`gauge` false) or gauge named `name`; its metric id.
+pub fn define_metric(name: &str, gauge: bool) -> Result<u32, u32> {
+    let mut id = 0u32;
+    // SAFETY: live name; the host writes one u32 into `id`.
+    status(unsafe { proxy_define_metric(u32::from(gauge), name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+/// Adds `by` to a counter.
+pub fn increment_metric(id: u32, by: i64) -> Result<(), u32> {
+    // SAFETY: plain integer arguments.
+    status(unsafe { proxy_increment_metric(id, by) })
+}
+
+/// Sets a gauge.
+pub fn record_metric(id: u32, value: u64) -> Result<(), u32> {
+    // SAFETY: plain integer arguments.
+    status(unsafe { proxy_record_metric(id, value) })
 }
 
 /// The proxy-wasm header map encoding: the pair count, each name and value length (u32, little

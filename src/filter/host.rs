@@ -7,6 +7,7 @@
 //! as absent. Only `dispatch_http_call` and `set_tick_period` still use the SDK (see `abi`).
 
 use super::abi;
+use crate::metrics::MetricSink;
 use crate::trust_store::{SharedData, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
@@ -227,6 +228,55 @@ impl SharedData for HostSharedData {
             Ok(()) => Ok(()),
             Err(abi::CAS_MISMATCH) => Err(StoreError::CasMismatch),
             Err(other) => Err(StoreError::Host(format!("status {other}"))),
+        }
+    }
+}
+
+/// Envoy's stats as the core's [`MetricSink`]: each name is defined once per VM and its id
+/// kept. A host failure loses that count or value (logged at debug), never the request.
+#[derive(Default)]
+pub struct HostMetrics {
+    ids: std::cell::RefCell<std::collections::HashMap<String, u32>>,
+}
+
+impl HostMetrics {
+    fn id(&self, name: &str, gauge: bool) -> Option<u32> {
+        let mut ids = self.ids.try_borrow_mut().ok()?;
+        if let Some(id) = ids.get(name) {
+            return Some(*id);
+        }
+        match abi::define_metric(name, gauge) {
+            Ok(id) => {
+                ids.insert(name.to_owned(), id);
+                Some(id)
+            }
+            Err(status) => {
+                log::debug!("defining metric {name} failed with status {status}");
+                None
+            }
+        }
+    }
+}
+
+impl MetricSink for HostMetrics {
+    fn define(&self, name: &str, gauge: bool) {
+        self.id(name, gauge);
+    }
+
+    fn add(&self, counter: &str, by: u64) {
+        if let Some(id) = self.id(counter, false) {
+            let by = i64::try_from(by).unwrap_or(i64::MAX);
+            if let Err(status) = abi::increment_metric(id, by) {
+                log::debug!("incrementing metric {counter} failed with status {status}");
+            }
+        }
+    }
+
+    fn set(&self, gauge: &str, value: u64) {
+        if let Some(id) = self.id(gauge, true) {
+            if let Err(status) = abi::record_metric(id, value) {
+                log::debug!("recording metric {gauge} failed with status {status}");
+            }
         }
     }
 }

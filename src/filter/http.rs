@@ -15,6 +15,7 @@ use crate::config::{Config, TrustDomainConfig};
 use crate::connection_chains::{ConnectionChains, Presented};
 use crate::credential_cache::CredentialCache;
 use crate::fetch_lease;
+use crate::metrics::{self, Tally};
 use crate::oauth_error::{error_response, ErrorCode};
 use crate::spiffe_id::TrustDomain;
 use crate::trust_store::{BundleCache, NoBundle};
@@ -98,8 +99,18 @@ impl PendingRequest {
 
     /// Carries out `verdict`: sets the identity headers (the request headers are still held)
     /// and returns true when the request is to be forwarded; otherwise sends the error answer.
+    /// In dry-run mode every request is forwarded unchanged but for the verdict header.
     pub fn conclude(&self, verdict: Verdict) -> bool {
         let config = &self.config;
+        self.caches.tally.verdict(&verdict);
+        if let Some(header) = &config.dry_run {
+            if let Verdict::Reject(rejection) = &verdict {
+                log_rejection(rejection, true);
+            }
+            host::set_request_header(header, Some(&verdict_text(&verdict)));
+            self.drop_unvalidated_xfcc();
+            return true;
+        }
         match verdict {
             Verdict::Authenticated {
                 spiffe_id,
@@ -164,8 +175,16 @@ impl TokenFilter {
         }
     }
 
+    /// Refuses the request before its body is decided (or, in dry-run mode, forwards it with
+    /// the verdict header).
     fn reject(&mut self, config: &Config, rejection: &Rejection) -> Action {
         self.holding = false;
+        self.caches.tally.add(metrics::denied(rejection), 1);
+        if let Some(header) = &config.dry_run {
+            log_rejection(rejection, true);
+            host::set_request_header(header, Some(&rejection_text(rejection)));
+            return Action::Continue;
+        }
         answer_rejection(config, self.head.authorization.as_deref(), rejection);
         Action::Pause
     }
@@ -197,7 +216,10 @@ impl TokenFilter {
         }) = &verdict
         {
             return match self.hold_for_refresh(pending, td) {
-                Hold::Held => Action::Pause,
+                Hold::Held => {
+                    self.caches.tally.add(metrics::held(), 1);
+                    Action::Pause
+                }
                 // Decided again: another worker may have published the bundle meanwhile.
                 Hold::DecideNow(pending) => {
                     let verdict = pending.verdict();
@@ -269,17 +291,56 @@ fn finish(pending: &PendingRequest, verdict: Verdict) -> Action {
 
 /// Logs a rejection and sends its OAuth error answer.
 fn answer_rejection(config: &Config, authorization: Option<&str>, rejection: &Rejection) {
+    log_rejection(rejection, false);
+    let response = error_response(rejection.code, authorization, &config.issuer);
+    host::send_response(response.status, &response.headers, &response.body);
+}
+
+/// One line per refused request: the error code, the reason class and the details, and the
+/// SPIFFE ID the request claimed (never the credential).
+fn log_rejection(rejection: &Rejection, dry_run: bool) {
     log::info!(
-        "token request rejected with {}: {}{}",
+        "token request {} with {} ({}): {}{}",
+        if dry_run {
+            "would be rejected (dry run: forwarded)"
+        } else {
+            "rejected"
+        },
         rejection.code.as_str(),
+        rejection.kind.as_str(),
         rejection.reason,
         rejection
             .claimed_id
             .as_deref()
             .map_or(String::new(), |id| format!(" (SPIFFE ID {id})"))
     );
-    let response = error_response(rejection.code, authorization, &config.issuer);
-    host::send_response(response.status, &response.headers, &response.body);
+}
+
+/// The dry-run verdict header's value.
+fn verdict_text(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Authenticated {
+            spiffe_id,
+            credential,
+            ..
+        } => {
+            let method = match credential {
+                Credential::JwtSvid => "jwt_svid",
+                Credential::X509Svid => "x509_svid",
+            };
+            format!("allowed; method={method}; spiffe_id={spiffe_id}")
+        }
+        Verdict::PassThrough => "passed_through".to_owned(),
+        Verdict::Reject(rejection) => rejection_text(rejection),
+    }
+}
+
+fn rejection_text(rejection: &Rejection) -> String {
+    format!(
+        "denied; error={}; reason={}",
+        rejection.code.as_str(),
+        rejection.kind.as_str()
+    )
 }
 
 impl Drop for TokenFilter {
@@ -459,6 +520,8 @@ pub struct VmCaches {
     pub credentials: CredentialCache,
     /// What each recent downstream connection presented.
     pub connections: ConnectionChains,
+    /// Counts not yet handed to the host (flushed by the root context's timer).
+    pub tally: Tally,
 }
 
 impl VmCaches {
@@ -467,6 +530,7 @@ impl VmCaches {
             bundles: BundleCache::default(),
             credentials: CredentialCache::new(max_cached_credentials),
             connections: ConnectionChains::default(),
+            tally: Tally::default(),
         }
     }
 }

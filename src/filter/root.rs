@@ -2,12 +2,13 @@
 //! domain's bundle from its bundle endpoint on a timer and publishes it in shared data, and
 //! decides the token requests of its worker that were held for a bundle refresh.
 
-use super::host::{self, HostSharedData};
+use super::host::{self, HostMetrics, HostSharedData};
 use super::http::{HeldRequests, TokenFilter, VmCaches};
 use crate::bundle::TrustBundle;
 use crate::bundle_fetch::{self, duration_ms, Answer, FetchError, InFlight};
 use crate::config::Config;
 use crate::fetch_lease;
+use crate::metrics::{self, BundleEvent, BundleState};
 use crate::spiffe_id::TrustDomain;
 use crate::trust_store::{self, StoredBundle};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -34,6 +35,9 @@ pub struct FilterRoot {
     /// This VM's identity in the shared fetch lease.
     vm: u64,
     steady_tick: bool,
+    /// Envoy's stats, and the credential cache counts already handed to them.
+    metrics: HostMetrics,
+    cache_reported: (u64, u64),
 }
 
 impl FilterRoot {
@@ -46,6 +50,8 @@ impl FilterRoot {
             in_flight: InFlight::default(),
             vm: 0,
             steady_tick: false,
+            metrics: HostMetrics::default(),
+            cache_reported: (0, 0),
         }
     }
 }
@@ -117,8 +123,15 @@ impl RootContext for FilterRoot {
                 }
                 host::set_tick_period(config.refresh.initial_delay);
                 self.steady_tick = false;
+                if let Some(header) = &config.dry_run {
+                    log::warn!(
+                        "dry run: every request is forwarded unchanged, with its verdict in {header}"
+                    );
+                }
+                metrics::define_all(&config, &self.metrics);
                 // Cached verdicts hold for one configuration only (audience, leeway, limits).
                 self.caches = Rc::new(VmCaches::new(config.limits.max_cached_credentials));
+                self.cache_reported = (0, 0);
                 self.config = Some(Rc::new(config));
                 true
             }
@@ -155,6 +168,7 @@ impl RootContext for FilterRoot {
                 self.fetch_failed(&config, td, &e, now);
             }
         }
+        self.report_metrics(&config, now);
         // Last: deciding held requests switches the effective context.
         self.decide_held(now);
     }
@@ -271,6 +285,38 @@ impl FilterRoot {
         }
     }
 
+    /// Hands this VM's counts to Envoy and sets the bundle gauges (every tick).
+    fn report_metrics(&mut self, config: &Config, now: u64) {
+        let tally = &self.caches.tally;
+        let (hits, misses) = self.caches.credentials.counts();
+        tally.add(
+            metrics::cache(true),
+            hits.saturating_sub(self.cache_reported.0),
+        );
+        tally.add(
+            metrics::cache(false),
+            misses.saturating_sub(self.cache_reported.1),
+        );
+        self.cache_reported = (hits, misses);
+        tally.flush(&self.metrics);
+        let max_staleness = duration_ms(config.refresh.max_staleness);
+        for (td, td_config) in &config.trust_domains {
+            let found = self
+                .caches
+                .bundles
+                .fetched(&HostSharedData, &td_config.bundle_key, now);
+            let state = found.as_ref().ok().map(|(fetched_at, bundle)| {
+                let age_ms = now.saturating_sub(*fetched_at);
+                BundleState {
+                    bundle,
+                    age_secs: age_ms / 1000,
+                    usable: age_ms <= max_staleness,
+                }
+            });
+            metrics::record_bundle(&self.metrics, td, state);
+        }
+    }
+
     /// Frees `td`'s fetch lease after a good fetch and sets when any VM fetches next.
     fn release_fetched(&self, config: &Config, td: &TrustDomain, next_due_ms: u64) {
         let Some(td_config) = config.trust_domains.get(td) else {
@@ -342,7 +388,14 @@ impl FilterRoot {
             sequence: bundle.sequence,
             document,
         };
-        match trust_store::publish(&HostSharedData, &td_config.bundle_key, &stored) {
+        let published = trust_store::publish(&HostSharedData, &td_config.bundle_key, &stored);
+        let event = match published {
+            Ok(trust_store::Published::LowerSequence { .. }) => BundleEvent::NotApplied,
+            Ok(trust_store::Published::Applied) => BundleEvent::Fetched,
+            Err(_) => BundleEvent::FetchFailed,
+        };
+        self.caches.tally.add(metrics::bundle_counter(td, event), 1);
+        match published {
             Ok(trust_store::Published::Applied) => log::info!(
                 "bundle of {td} fetched: sequence {}, {} jwt-svid key(s), {} x509-svid authorit(ies), {} entr(ies) ignored, refresh hint {}, {replaced_age}; next fetch in {}ms",
                 bundle.sequence.map_or("none".to_owned(), |s| s.to_string()),
@@ -398,5 +451,7 @@ impl FilterRoot {
             Err(e) => format!("releasing the fetch lease failed: {e:?}"),
         };
         log::warn!("bundle fetch for {td} failed: {error}; {kept}; {retry}");
+        let failed = metrics::bundle_counter(td, BundleEvent::FetchFailed);
+        self.caches.tally.add(failed, 1);
     }
 }
