@@ -214,9 +214,10 @@ class TokenEndpoint(_BackgroundServer):
     """Example authorization server (plain HTTP, keep-alive).
 
     ``POST <token_path>``: 200 with an access token if the filter's identity headers are
-    present, otherwise 401 ``{"error":"invalid_client"}``. Any other request: 200
-    ``{"ok":true}``. Every request is appended to ``requests`` as soon as its headers
-    are read, then completed with the body.
+    present, otherwise 401 ``{"error":"invalid_client"}``. ``GET`` of a path in ``documents``:
+    200 with that body (bytes, as ``application/json`` unless the entry is a (bytes, content
+    type) pair). Any other request: 200 ``{"ok":true}``. Every request is appended to
+    ``requests`` as soon as its headers are read, then completed with the body.
     """
 
     def __init__(self, token_path: str = "/token", port: int = 0,
@@ -227,6 +228,7 @@ class TokenEndpoint(_BackgroundServer):
         self.spiffe_id_header = spiffe_id_header
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
+        self.documents: dict[str, bytes | tuple[bytes, str]] = {}
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -237,7 +239,12 @@ class TokenEndpoint(_BackgroundServer):
         with self._lock:
             self._requests.clear()
 
-    def _answer(self, req: RecordedRequest) -> tuple[int, dict, dict]:
+    def _answer(self, req: RecordedRequest) -> tuple[int, dict, dict | bytes]:
+        document = self.documents.get(req.path.split("?", 1)[0])
+        if req.method == "GET" and document is not None:
+            body, content_type = document if isinstance(document, tuple) else (
+                document, "application/json")
+            return 200, {"content-type": content_type}, body
         if req.path.split("?", 1)[0] != self.token_path:
             return 200, {}, {"ok": True}
         if req.method != "POST":
@@ -276,9 +283,9 @@ class TokenEndpoint(_BackgroundServer):
                 req.complete = True
                 status, headers, payload = owner._answer(req)
                 req.response_status = status
-                data = json.dumps(payload).encode()
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                headers = {"content-type": "application/json", **headers}
                 self.send_header("content-length", str(len(data)))
                 for k, v in headers.items():
                     self.send_header(k, v)

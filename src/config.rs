@@ -180,6 +180,7 @@ pub struct Config {
     pub refresh: RefreshPolicy,
     /// In dry-run mode, the header that carries the verdict to the AS (`None`: enforcing).
     pub dry_run: Option<String>,
+    pub as_metadata: AsMetadata,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +206,78 @@ struct RawConfig {
     bundle_refresh: RawRefresh,
     #[serde(default)]
     dry_run: RawDryRun,
+    #[serde(default)]
+    as_metadata: RawAsMetadata,
+}
+
+/// AS metadata documents whose `token_endpoint_auth_methods_supported` the filter completes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAsMetadata {
+    paths: Vec<String>,
+    auth_methods: Vec<String>,
+    max_bytes: usize,
+}
+
+impl Default for RawAsMetadata {
+    fn default() -> Self {
+        RawAsMetadata {
+            paths: Vec::new(),
+            auth_methods: vec!["spiffe_jwt".into()],
+            max_bytes: 65536,
+        }
+    }
+}
+
+/// Which AS metadata responses are rewritten (none by default), and with which methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsMetadata {
+    /// Exact request paths (without query) of the metadata documents.
+    pub paths: Vec<String>,
+    pub auth_methods: Vec<String>,
+    /// Larger documents are passed on unchanged.
+    pub max_bytes: usize,
+}
+
+impl RawAsMetadata {
+    fn validate(self) -> Result<AsMetadata, ConfigError> {
+        for (i, p) in self.paths.iter().enumerate() {
+            if !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace) {
+                return Err(refuse(
+                    format!("as_metadata.paths[{i}]"),
+                    "must be an absolute path without query or fragment",
+                ));
+            }
+        }
+        if self.auth_methods.is_empty() {
+            return Err(refuse("as_metadata.auth_methods", "must list a method"));
+        }
+        for (i, m) in self.auth_methods.iter().enumerate() {
+            if !crate::as_metadata::METHODS.contains(&m.as_str()) {
+                return Err(refuse(
+                    format!("as_metadata.auth_methods[{i}]"),
+                    format!(
+                        "must be one of {:?} (the methods this filter enforces)",
+                        crate::as_metadata::METHODS
+                    ),
+                ));
+            }
+            if self.auth_methods.iter().take(i).any(|earlier| earlier == m) {
+                return Err(refuse(
+                    format!("as_metadata.auth_methods[{i}]"),
+                    "listed twice",
+                ));
+            }
+        }
+        if !(1024..=1_048_576).contains(&self.max_bytes) {
+            return Err(refuse("as_metadata.max_bytes", "must be 1024–1048576"));
+        }
+        Ok(AsMetadata {
+            paths: self.paths,
+            auth_methods: self.auth_methods,
+            max_bytes: self.max_bytes,
+        })
+    }
 }
 
 /// Dry-run mode: decide, count and log, but forward every request unchanged.
@@ -430,6 +503,12 @@ impl Config {
         self.trust_domains.get(spiffe_id.trust_domain_name())
     }
 
+    /// Whether a GET of `path` (the raw `:path`) fetches an AS metadata document to complete.
+    pub fn is_metadata_path(&self, path: &str) -> bool {
+        let path = path.split('?').next().unwrap_or_default();
+        self.as_metadata.paths.iter().any(|p| p == path)
+    }
+
     /// Whether `path` (the raw `:path`) is, or could be normalised by the AS into, a token path.
     pub fn is_token_path(&self, path: &str) -> bool {
         let canonical = canonical_path(path);
@@ -603,6 +682,7 @@ impl RawConfig {
             limits,
             refresh,
             dry_run: self.dry_run.enabled.then_some(verdict_header),
+            as_metadata: self.as_metadata.validate()?,
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod log_text;
 pub mod spiffe_id;
 pub mod strict_json;
 
+pub mod as_metadata;
 pub mod authenticator;
 pub mod bundle_fetch;
 pub mod bundle_wait;

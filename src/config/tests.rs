@@ -613,3 +613,35 @@ fn dry_run() {
     let unknown = with(&["dry_run"], json!({"enable": true}));
     assert_eq!(refused(&unknown).field, "dry_run.enable");
 }
+
+/// META-1: metadata rewriting is off by default (no paths) and names only enforced methods.
+#[test]
+fn as_metadata() {
+    let c = parse(&base()).unwrap();
+    assert!(c.as_metadata.paths.is_empty());
+    assert_eq!(c.as_metadata.auth_methods, ["spiffe_jwt"]);
+    assert!(!c.is_metadata_path("/.well-known/oauth-authorization-server"));
+    let on = with(
+        &["as_metadata"],
+        json!({"paths": ["/.well-known/oauth-authorization-server"],
+               "auth_methods": ["spiffe_jwt", "spiffe_x509"]}),
+    );
+    let c = parse(&on).unwrap();
+    assert!(c.is_metadata_path("/.well-known/oauth-authorization-server?x=1"));
+    assert!(!c.is_metadata_path("/.well-known/oauth-authorization-server/x"));
+    for (value, field) in [
+        (
+            json!({"auth_methods": ["spiffe_wit"]}),
+            "as_metadata.auth_methods[0]",
+        ),
+        (
+            json!({"auth_methods": ["spiffe_jwt", "spiffe_jwt"]}),
+            "as_metadata.auth_methods[1]",
+        ),
+        (json!({"auth_methods": []}), "as_metadata.auth_methods"),
+        (json!({"paths": ["relative"]}), "as_metadata.paths[0]"),
+        (json!({"max_bytes": 10}), "as_metadata.max_bytes"),
+    ] {
+        assert_eq!(refused(&with(&["as_metadata"], value)).field, field);
+    }
+}

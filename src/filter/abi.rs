@@ -94,6 +94,13 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        data: *const u8,
+        data_size: usize,
+    ) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
 }
 
@@ -192,6 +199,15 @@ mod no_host {
         NOT_FOUND
     }
     pub unsafe fn proxy_increment_metric(_: u32, _: i64) -> u32 {
+        NOT_FOUND
+    }
+    pub unsafe fn proxy_set_buffer_bytes(
+        _: u32,
+        _: usize,
+        _: usize,
+        _: *const u8,
+        _: usize,
+    ) -> u32 {
         NOT_FOUND
     }
     pub unsafe fn proxy_record_metric(_: u32, _: u64) -> u32 {
@@ -299,6 +315,12 @@ pub fn buffer(buffer_type: u32, start: usize, max: usize) -> Result<Vec<u8>, u32
     // SAFETY: the host's answer for this call.
     let bytes = unsafe { take_host_bytes(data, size) };
     status(code).map(|()| bytes)
+}
+
+/// Replaces bytes `[start, start + size)` of a host buffer with `data`.
+pub fn set_buffer(buffer_type: u32, start: usize, size: usize, data: &[u8]) -> Result<(), u32> {
+    // SAFETY: live data.
+    status(unsafe { proxy_set_buffer_bytes(buffer_type, start, size, data.as_ptr(), data.len()) })
 }
 
 /// A property (e.g. `connection.mtls`); `Ok(None)` when absent.

@@ -61,6 +61,16 @@ impl RequestHeaders {
     }
 }
 
+/// A response header, decoded lossily.
+pub fn response_header(name: &str) -> Option<String> {
+    header(MapType::HttpResponseHeaders, name)
+}
+
+/// Replaces the whole response body buffered so far (`size` bytes) with `data`.
+pub fn replace_response_body(size: usize, data: &[u8]) -> bool {
+    abi::set_buffer(BufferType::HttpResponseBody as u32, 0, size, data).is_ok()
+}
+
 /// A header of an HTTP callout's answer.
 pub fn call_response_header(name: &str) -> Option<String> {
     header(MapType::HttpCallResponseHeaders, name)

@@ -4,6 +4,7 @@
 //! held for one refresh and decided again by the root context.
 
 use super::host::{self, HostSharedData};
+use crate::as_metadata;
 use crate::authenticator::{
     self, BundleSource, Checks, Credential, HeadAction, Rejection, RequestHead, Verdict,
 };
@@ -154,6 +155,19 @@ pub struct TokenFilter {
     /// Headers are held until the body is decided.
     holding: bool,
     body_size: usize,
+    /// Where this request's response stands if it is an AS metadata document to complete.
+    metadata: Metadata,
+}
+
+/// An AS metadata response's progress through the filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Metadata {
+    /// Not a metadata request (or its response is not rewritten).
+    Off,
+    /// A GET of a configured metadata path: its response will be looked at.
+    Requested,
+    /// Response headers held while the body is read; the body's size so far.
+    Holding(usize),
 }
 
 impl TokenFilter {
@@ -172,6 +186,7 @@ impl TokenFilter {
             presented: None,
             holding: false,
             body_size: 0,
+            metadata: Metadata::Off,
         }
     }
 
@@ -391,6 +406,11 @@ impl HttpContext for TokenFilter {
             content_type: read("content-type"),
             authorization: read("authorization"),
         };
+        if self.head.method == "GET" && config.is_metadata_path(&self.head.path) {
+            self.metadata = Metadata::Requested;
+            // An uncompressed answer, so the filter can complete it.
+            host::set_request_header("accept-encoding", None);
+        }
         match authenticator::inspect_head(&config, &self.head.view()) {
             HeadAction::PassThrough => Action::Continue,
             HeadAction::Reject(rejection) => self.reject(&config, &rejection),
@@ -428,6 +448,53 @@ impl HttpContext for TokenFilter {
         }
     }
 
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        if self.metadata != Metadata::Requested {
+            return Action::Continue;
+        }
+        let json_200 = host::response_header(":status").as_deref() == Some("200")
+            && host::response_header("content-type")
+                .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"))
+            && host::response_header("content-encoding")
+                .is_none_or(|e| e.eq_ignore_ascii_case("identity"));
+        if !json_200 || end_of_stream {
+            self.metadata = Metadata::Off;
+            return Action::Continue;
+        }
+        // The completed document has another length: the answer goes out chunked.
+        let map = MapType::HttpResponseHeaders;
+        host::remove_all(map, &["content-length".to_owned()]);
+        self.metadata = Metadata::Holding(0);
+        Action::Pause
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Metadata::Holding(_) = self.metadata else {
+            return Action::Continue;
+        };
+        self.metadata = Metadata::Holding(body_size);
+        let max = self.config.as_ref().map_or(0, |c| c.as_metadata.max_bytes);
+        if body_size > max {
+            log::warn!(
+                "AS metadata document over as_metadata.max_bytes ({max}): passed on unchanged"
+            );
+            self.metadata = Metadata::Off;
+            return Action::Continue;
+        }
+        if end_of_stream {
+            self.complete_metadata();
+            return Action::Continue;
+        }
+        Action::Pause
+    }
+
+    fn on_http_response_trailers(&mut self, _trailers: usize) -> Action {
+        if let Metadata::Holding(_) = self.metadata {
+            self.complete_metadata();
+        }
+        Action::Continue
+    }
+
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
         // Identity headers smuggled in as trailers go too (an HTTP/2 upstream would see them).
         if let Some(config) = &self.config {
@@ -441,6 +508,33 @@ impl HttpContext for TokenFilter {
             self.decide()
         } else {
             Action::Continue
+        }
+    }
+}
+
+impl TokenFilter {
+    /// Adds the SPIFFE methods to the held metadata document (META-1), or leaves it as it is.
+    fn complete_metadata(&mut self) {
+        let Metadata::Holding(size) = std::mem::replace(&mut self.metadata, Metadata::Off) else {
+            return;
+        };
+        let Some(config) = &self.config else {
+            return;
+        };
+        let Some(document) = host::buffer(BufferType::HttpResponseBody, size) else {
+            return;
+        };
+        let path = &self.head.path;
+        match as_metadata::rewrite(&document, &config.as_metadata.auth_methods) {
+            Ok(Some(completed)) => {
+                if host::replace_response_body(size, &completed) {
+                    log::debug!("AS metadata at {path}: SPIFFE methods added");
+                } else {
+                    log::warn!("AS metadata at {path}: the body could not be replaced");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => log::warn!("AS metadata at {path} passed on unchanged: {e}"),
         }
     }
 }

@@ -443,9 +443,9 @@ def test_wit_headers_alone_not_authenticated(stack):
 
 
 def test_metadata_not_served_or_rewritten(stack):
-    """META-1 (not implemented, ignored safely): the filter neither serves nor rewrites RFC 8414
-    metadata, so it advertises no method; the metadata request reaches the AS unchanged and the
-    AS's answer comes back as is."""
+    """META-1: without `as_metadata` configured (the default) the filter neither serves nor
+    rewrites RFC 8414 metadata; the metadata request reaches the AS unchanged and the AS's answer
+    comes back as is (test_as_metadata.py: rewriting when configured)."""
     path = "/.well-known/oauth-authorization-server"
     resp = client.request(stack.port, "GET", path)
     assert (resp.status, resp.json()) == (200, {"ok": True})
