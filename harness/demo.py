@@ -5,6 +5,7 @@ bundle served over HTTPS), an example authorization server, and Envoy with the f
 Then it sends a JWT-SVID ``client_credentials`` request, a forged assertion and an expired
 one through Envoy, prints what happened, and exits 0 only if all three outcomes are the
 expected ones. ``--keep`` leaves everything running (Ctrl-C stops it) and prints curl examples.
+``--as oidc-provider`` runs the X509-SVID steps against oidc-provider instead (``demo_oidc``).
 """
 
 from __future__ import annotations
@@ -245,6 +246,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="./build.sh run", description=__doc__.split("\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave everything running (Ctrl-C stops)")
     parser.add_argument("--wasm", type=Path, default=DEFAULT_WASM, help="filter module")
+    parser.add_argument("--as", dest="upstream", choices=("example", "oidc-provider"),
+                        default="example",
+                        help="the authorization server behind Envoy: the example one, or "
+                             "oidc-provider (X509-SVID with a certificate-bound token)")
     args = parser.parse_args(argv)
     if not args.wasm.is_file():
         print(f"{args.wasm} not found; build it first (./build.sh build)", file=sys.stderr)
@@ -255,7 +260,12 @@ def main(argv=None) -> int:
     demo = None
     ok = False
     try:
-        demo = Demo(workdir, args.wasm)
+        if args.upstream == "oidc-provider":
+            from .demo_oidc import OidcDemo
+
+            demo = OidcDemo(workdir, args.wasm)
+        else:
+            demo = Demo(workdir, args.wasm)
         ok = demo.run()
         if args.keep:
             demo.keep_running(workdir)

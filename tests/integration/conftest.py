@@ -125,12 +125,14 @@ class Stack:
 def start_stack(workdir: Path, bundle_keys: dict[str, list[pki.SigningKey]], clients: list[dict],
                 down: tuple[str, ...] = (), x509_authorities: dict[str, list] | None = None,
                 concurrency: int | None = None, dynamic_listeners: bool = False,
-                replace: dict | None = None, **config_overrides) -> Stack:
+                replace: dict | None = None, upstream_port: int | None = None,
+                **config_overrides) -> Stack:
     """Start bundle servers (except those in ``down``), the AS and Envoy with the filter.
     ``x509_authorities`` adds ``x509-svid`` entries (harness.svid CAs) to the bundles;
     ``dynamic_listeners`` serves the listeners by LDS (``stack.envoy.update_plugin_config``);
     ``replace`` replaces top-level members of the plugin configuration last (e.g. a
-    ``trust_domains`` naming a cluster Envoy does not have)."""
+    ``trust_domains`` naming a cluster Envoy does not have); ``upstream_port`` sends what Envoy
+    forwards to another AS than the example one (which still runs, unused)."""
     trust_domains = list(bundle_keys)
     tls = pki.write_tls_pki(workdir / "pki", [AS_HOST] + [f"bundle.{td}" for td in trust_domains])
     x509_authorities = x509_authorities or {}
@@ -145,7 +147,8 @@ def start_stack(workdir: Path, bundle_keys: dict[str, list[pki.SigningKey]], cli
     auth = TokenEndpoint(token_path=TOKEN_PATH).start()
     config = plugin_config(trust_domains, clients, **config_overrides)
     config.update(replace or {})
-    envoy = Envoy(workdir, config, wasm_path=wasm_path(), ca_file=tls.ca_cert, as_port=auth.port,
+    envoy = Envoy(workdir, config, wasm_path=wasm_path(), ca_file=tls.ca_cert,
+                  as_port=upstream_port or auth.port,
                   bundle_ports={td: s.port for td, s in bundles.items()},
                   concurrency=concurrency or int(os.environ.get("ENVOY_CONCURRENCY", "1")),
                   dynamic_listeners=dynamic_listeners)
