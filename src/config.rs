@@ -317,11 +317,7 @@ struct RawEndpoint {
 
 /// The prefix of a `spiffe_id` registration `<base>/*`: `base` must be a SPIFFE ID (a trust
 /// domain ID too, for the whole trust domain) of a configured trust domain, without wildcards.
-fn client_prefix(
-    field: &str,
-    base: &str,
-    trust_domains: &BTreeMap<TrustDomain, TrustDomainConfig>,
-) -> Result<String, ConfigError> {
+fn client_prefix(field: &str, base: &str, configured: &[String]) -> Result<String, ConfigError> {
     if base.contains('*') {
         return Err(refuse(
             format!("{field}.spiffe_id"),
@@ -334,18 +330,7 @@ fn client_prefix(
             format!("not a SPIFFE ID followed by /*: {e}"),
         )
     })?;
-    if !trust_domains
-        .keys()
-        .any(|td| td.as_str() == id.trust_domain_name())
-    {
-        return Err(refuse(
-            format!("{field}.spiffe_id"),
-            format!(
-                "trust domain {:?} is not in trust_domains",
-                id.trust_domain_name()
-            ),
-        ));
-    }
+    check_configured(field, &id, configured)?;
     Ok(format!("{base}/"))
 }
 
@@ -489,13 +474,30 @@ const MAX_SKEW_SECONDS: u64 = 300;
 impl Config {
     /// Parses and validates the plugin configuration.
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
-        let value = strict_json::parse_value(bytes).map_err(|e| refuse("", e.to_string()))?;
+        Config::check(bytes).map_err(|errors| {
+            errors
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| refuse("", "refused"))
+        })
+    }
+
+    /// [`Config::parse`], with every problem of a configuration that deserializes (a JSON or
+    /// type error stops at the first), never an empty list.
+    pub fn check(bytes: &[u8]) -> Result<Config, Vec<ConfigError>> {
+        let value = strict_json::parse_value(bytes).map_err(|e| vec![refuse("", e.to_string())])?;
         let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            refuse(path, e.into_inner().to_string())
+            vec![refuse(path, e.into_inner().to_string())]
         })?;
-        raw.validate()
+        raw.validate().map_err(|errors| {
+            if errors.is_empty() {
+                vec![refuse("", "refused")]
+            } else {
+                errors
+            }
+        })
     }
 
     /// The configuration of the trust domain named by `spiffe_id`, if it is configured.
@@ -517,155 +519,45 @@ impl Config {
 }
 
 impl RawConfig {
-    fn validate(self) -> Result<Config, ConfigError> {
-        check_issuer(&self.issuer)?;
-        if self.token_paths.is_empty() {
-            return Err(refuse("token_paths", "must list at least one path"));
+    /// The configuration, or every problem found in it (in field order; [`Config::parse`]
+    /// reports the first, `check-config` all).
+    fn validate(self) -> Result<Config, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        collect(&mut errors, check_issuer(&self.issuer));
+        check_token_paths(&self.token_paths, &mut errors);
+        // Clients are checked against every configured name, valid or not (one problem, once).
+        let configured: Vec<String> = self.trust_domains.keys().cloned().collect();
+        let trust_domains = validate_trust_domains(self.trust_domains, &mut errors);
+        let (clients, client_prefixes) = validate_clients(&self.clients, &configured, &mut errors);
+        if errors.is_empty() {
+            let collisions = check_client_id_collisions(&self.clients, &clients, &client_prefixes);
+            collect(&mut errors, collisions);
         }
-        for (i, p) in self.token_paths.iter().enumerate() {
-            if !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace) {
-                return Err(refuse(
-                    format!("token_paths[{i}]"),
-                    "must be an absolute path without query or fragment",
-                ));
-            }
-        }
-        if self.trust_domains.is_empty() {
-            return Err(refuse(
-                "trust_domains",
-                "must configure at least one trust domain",
-            ));
-        }
-        let mut trust_domains = BTreeMap::new();
-        for (name, td) in self.trust_domains {
-            let field = format!("trust_domains.{name}");
-            let parsed = TrustDomain::parse(&name)
-                .map_err(|e| refuse(&field, format!("not a trust domain name: {e}")))?;
-            let endpoint = td
-                .bundle_endpoint
-                .validate(&format!("{field}.bundle_endpoint"))?;
-            let bundle_key = trust_store::bundle_key(&parsed, &endpoint);
-            let lease_key = fetch_lease::lease_key(&bundle_key);
-            trust_domains.insert(
-                parsed.clone(),
-                TrustDomainConfig {
-                    name: parsed,
-                    endpoint,
-                    bundle_key,
-                    lease_key,
-                },
-            );
-        }
-        let mut clients = HashMap::new();
-        let mut client_prefixes: Vec<ClientPrefix> = Vec::new();
-        for (i, c) in self.clients.iter().enumerate() {
-            let field = format!("clients[{i}]");
-            if let Some(base) = c.spiffe_id.strip_suffix("/*") {
-                let prefix = client_prefix(&field, base, &trust_domains)?;
-                if let Some(id) = &c.client_id {
-                    if id.is_empty() {
-                        return Err(refuse(format!("{field}.client_id"), "must not be empty"));
-                    }
-                }
-                if client_prefixes.iter().any(|p| p.prefix == prefix) {
-                    return Err(refuse(format!("{field}.spiffe_id"), "registered twice"));
-                }
-                client_prefixes.push(ClientPrefix {
-                    prefix,
-                    client_id: c.client_id.clone(),
-                });
-                continue;
-            }
-            if c.spiffe_id.contains('*') {
-                return Err(refuse(
-                    format!("{field}.spiffe_id"),
-                    "a wildcard is allowed only as a trailing /* (a path prefix)",
-                ));
-            }
-            let id = SpiffeId::parse(&c.spiffe_id).map_err(|e| {
-                refuse(
-                    format!("{field}.spiffe_id"),
-                    format!("not a SPIFFE ID: {e}"),
-                )
-            })?;
-            if id.is_trust_domain_id() {
-                return Err(refuse(
-                    format!("{field}.spiffe_id"),
-                    "a trust domain ID (no path) is not a client identity",
-                ));
-            }
-            if !trust_domains
-                .keys()
-                .any(|td| td.as_str() == id.trust_domain_name())
-            {
-                return Err(refuse(
-                    format!("{field}.spiffe_id"),
-                    format!(
-                        "trust domain {:?} is not in trust_domains",
-                        id.trust_domain_name()
-                    ),
-                ));
-            }
-            let client_id = c.client_id.clone().unwrap_or_else(|| c.spiffe_id.clone());
-            if client_id.is_empty() {
-                return Err(refuse(format!("{field}.client_id"), "must not be empty"));
-            }
-            if clients.insert(id, client_id).is_some() {
-                return Err(refuse(format!("{field}.spiffe_id"), "registered twice"));
-            }
-        }
-        // Longest prefix first: the most specific registration decides.
-        client_prefixes.sort_by_key(|p| std::cmp::Reverse(p.prefix.len()));
-        check_client_id_collisions(&self.clients, &clients, &client_prefixes)?;
-        let spiffe_id_header = check_header_name(
-            "identity_headers.spiffe_id",
-            &self.identity_headers.spiffe_id,
-        )?;
-        let client_id_header = check_header_name(
-            "identity_headers.client_id",
-            &self.identity_headers.client_id,
-        )?;
-        let verdict_header =
-            check_header_name("dry_run.verdict_header", &self.dry_run.verdict_header)?;
-        let identity_headers = IdentityHeaders {
-            // The verdict header is never taken from a client, dry run or not.
-            spellings: [
-                spiffe_id_header.as_str(),
-                client_id_header.as_str(),
-                verdict_header.as_str(),
-            ]
-            .into_iter()
-            .chain(CLIENT_CERT_HEADERS)
-            .flat_map(spellings)
-            .collect(),
-            spiffe_id: spiffe_id_header,
-            client_id: client_id_header,
-        };
-        let folded = |name: &str| name.replace('_', "-");
-        if folded(&identity_headers.spiffe_id) == folded(&identity_headers.client_id) {
-            return Err(refuse(
-                "identity_headers.client_id",
-                "must differ from identity_headers.spiffe_id",
-            ));
-        }
-        let verdict_folded = folded(&verdict_header);
-        if [&identity_headers.spiffe_id, &identity_headers.client_id]
-            .iter()
-            .any(|h| folded(h) == verdict_folded)
-        {
-            return Err(refuse(
-                "dry_run.verdict_header",
-                "must differ from the identity headers",
-            ));
-        }
+        let headers = collect(
+            &mut errors,
+            identity_headers(&self.identity_headers, &self.dry_run.verdict_header),
+        );
         if self.clock_skew_seconds > MAX_SKEW_SECONDS {
-            return Err(refuse(
+            errors.push(refuse(
                 "clock_skew_seconds",
                 format!("must be at most {MAX_SKEW_SECONDS}"),
             ));
         }
-        let limits = self.limits.validate()?;
-        let refresh = self.bundle_refresh.validate()?;
+        let limits = collect(&mut errors, self.limits.validate());
+        let refresh = collect(&mut errors, self.bundle_refresh.validate());
+        let as_metadata = collect(&mut errors, self.as_metadata.validate());
+        let (
+            Some((identity_headers, verdict_header)),
+            Some(limits),
+            Some(refresh),
+            Some(as_metadata),
+        ) = (headers, limits, refresh, as_metadata)
+        else {
+            return Err(errors);
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         let token_path_keys = self.token_paths.iter().map(|p| canonical_path(p)).collect();
         Ok(Config {
             issuer: self.issuer,
@@ -682,9 +574,201 @@ impl RawConfig {
             limits,
             refresh,
             dry_run: self.dry_run.enabled.then_some(verdict_header),
-            as_metadata: self.as_metadata.validate()?,
+            as_metadata,
         })
     }
+}
+
+/// A client's SPIFFE ID must be in a configured trust domain.
+fn check_configured(field: &str, id: &SpiffeId, configured: &[String]) -> Result<(), ConfigError> {
+    if configured.iter().any(|td| td == id.trust_domain_name()) {
+        return Ok(());
+    }
+    Err(refuse(
+        format!("{field}.spiffe_id"),
+        format!(
+            "trust domain {:?} is not in trust_domains",
+            id.trust_domain_name()
+        ),
+    ))
+}
+
+/// The value of `result`, or `None` with its error added to `errors`.
+fn collect<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
+}
+
+fn check_token_paths(token_paths: &[String], errors: &mut Vec<ConfigError>) {
+    if token_paths.is_empty() {
+        errors.push(refuse("token_paths", "must list at least one path"));
+    }
+    for (i, p) in token_paths.iter().enumerate() {
+        if !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace) {
+            errors.push(refuse(
+                format!("token_paths[{i}]"),
+                "must be an absolute path without query or fragment",
+            ));
+        }
+    }
+}
+
+/// The configured trust domains that are valid; the others' problems go to `errors`.
+fn validate_trust_domains(
+    raw: BTreeMap<String, RawTrustDomain>,
+    errors: &mut Vec<ConfigError>,
+) -> BTreeMap<TrustDomain, TrustDomainConfig> {
+    if raw.is_empty() {
+        errors.push(refuse(
+            "trust_domains",
+            "must configure at least one trust domain",
+        ));
+    }
+    let mut trust_domains = BTreeMap::new();
+    for (name, td) in raw {
+        let field = format!("trust_domains.{name}");
+        let parsed = TrustDomain::parse(&name)
+            .map_err(|e| refuse(&field, format!("not a trust domain name: {e}")));
+        let Some(parsed) = collect(errors, parsed) else {
+            continue;
+        };
+        let endpoint = td
+            .bundle_endpoint
+            .validate(&format!("{field}.bundle_endpoint"));
+        let Some(endpoint) = collect(errors, endpoint) else {
+            continue;
+        };
+        let bundle_key = trust_store::bundle_key(&parsed, &endpoint);
+        let lease_key = fetch_lease::lease_key(&bundle_key);
+        trust_domains.insert(
+            parsed.clone(),
+            TrustDomainConfig {
+                name: parsed,
+                endpoint,
+                bundle_key,
+                lease_key,
+            },
+        );
+    }
+    trust_domains
+}
+
+/// One valid `clients[]` entry.
+enum Registration {
+    Exact(SpiffeId, String),
+    Prefix(ClientPrefix),
+}
+
+/// The client registry from the valid `clients[]` entries; the others' problems (and repeated
+/// registrations) go to `errors`. Prefixes come longest first: the most specific decides.
+fn validate_clients(
+    raw: &[RawClient],
+    configured: &[String],
+    errors: &mut Vec<ConfigError>,
+) -> (HashMap<SpiffeId, String>, Vec<ClientPrefix>) {
+    let mut clients = HashMap::new();
+    let mut client_prefixes: Vec<ClientPrefix> = Vec::new();
+    for (i, c) in raw.iter().enumerate() {
+        let field = format!("clients[{i}]");
+        match collect(errors, validate_client(&field, c, configured)) {
+            Some(Registration::Prefix(prefix)) => {
+                if client_prefixes.iter().any(|p| p.prefix == prefix.prefix) {
+                    errors.push(refuse(format!("{field}.spiffe_id"), "registered twice"));
+                } else {
+                    client_prefixes.push(prefix);
+                }
+            }
+            Some(Registration::Exact(id, client_id)) => {
+                if clients.insert(id, client_id).is_some() {
+                    errors.push(refuse(format!("{field}.spiffe_id"), "registered twice"));
+                }
+            }
+            None => {}
+        }
+    }
+    client_prefixes.sort_by_key(|p| std::cmp::Reverse(p.prefix.len()));
+    (clients, client_prefixes)
+}
+
+fn validate_client(
+    field: &str,
+    c: &RawClient,
+    configured: &[String],
+) -> Result<Registration, ConfigError> {
+    if let Some(base) = c.spiffe_id.strip_suffix("/*") {
+        let prefix = client_prefix(field, base, configured)?;
+        if c.client_id.as_deref() == Some("") {
+            return Err(refuse(format!("{field}.client_id"), "must not be empty"));
+        }
+        return Ok(Registration::Prefix(ClientPrefix {
+            prefix,
+            client_id: c.client_id.clone(),
+        }));
+    }
+    if c.spiffe_id.contains('*') {
+        return Err(refuse(
+            format!("{field}.spiffe_id"),
+            "a wildcard is allowed only as a trailing /* (a path prefix)",
+        ));
+    }
+    let id = SpiffeId::parse(&c.spiffe_id).map_err(|e| {
+        refuse(
+            format!("{field}.spiffe_id"),
+            format!("not a SPIFFE ID: {e}"),
+        )
+    })?;
+    if id.is_trust_domain_id() {
+        return Err(refuse(
+            format!("{field}.spiffe_id"),
+            "a trust domain ID (no path) is not a client identity",
+        ));
+    }
+    check_configured(field, &id, configured)?;
+    let client_id = c.client_id.clone().unwrap_or_else(|| c.spiffe_id.clone());
+    if client_id.is_empty() {
+        return Err(refuse(format!("{field}.client_id"), "must not be empty"));
+    }
+    Ok(Registration::Exact(id, client_id))
+}
+
+/// The identity headers (with every spelling to remove) and the verdict header's name.
+fn identity_headers(
+    raw: &RawIdentityHeaders,
+    verdict_header: &str,
+) -> Result<(IdentityHeaders, String), ConfigError> {
+    let spiffe_id_header = check_header_name("identity_headers.spiffe_id", &raw.spiffe_id)?;
+    let client_id_header = check_header_name("identity_headers.client_id", &raw.client_id)?;
+    let verdict_header = check_header_name("dry_run.verdict_header", verdict_header)?;
+    let folded = |name: &str| name.replace('_', "-");
+    if folded(&spiffe_id_header) == folded(&client_id_header) {
+        return Err(refuse(
+            "identity_headers.client_id",
+            "must differ from identity_headers.spiffe_id",
+        ));
+    }
+    if [&spiffe_id_header, &client_id_header]
+        .iter()
+        .any(|h| folded(h) == folded(&verdict_header))
+    {
+        return Err(refuse(
+            "dry_run.verdict_header",
+            "must differ from the identity headers",
+        ));
+    }
+    let headers = IdentityHeaders {
+        // The verdict header is never taken from a client, dry run or not.
+        spellings: [
+            spiffe_id_header.as_str(),
+            client_id_header.as_str(),
+            verdict_header.as_str(),
+        ]
+        .into_iter()
+        .chain(CLIENT_CERT_HEADERS)
+        .flat_map(spellings)
+        .collect(),
+        spiffe_id: spiffe_id_header,
+        client_id: client_id_header,
+    };
+    Ok((headers, verdict_header))
 }
 
 impl RawEndpoint {

@@ -69,7 +69,8 @@ def main(argv: list[str]) -> int:
             worst = max(worst, 2)
         for where, text in found:
             done = subprocess.run([binary, "-"], input=text.encode(), capture_output=True)
-            print(done.stdout.decode().replace("-: ", f"{where}: ", 1), end="")
+            for line in done.stdout.decode().splitlines():
+                print(f"{where}: {line.removeprefix('-: ')}")
             sys.stderr.write(done.stderr.decode())
             worst = max(worst, done.returncode)
     return worst

@@ -3,8 +3,9 @@
 //! (and first extracts the plugin configuration from a `WasmPlugin` or `EnvoyFilter` YAML).
 //!
 //! Reads the JSON configuration from the file named by the one argument (`-`: standard input);
-//! prints a summary and exits 0 when the filter would accept it, or prints the refusal with
-//! its field path and exits 1. Exit 2: usage or an unreadable file.
+//! prints a summary and exits 0 when the filter would accept it, or prints every problem with
+//! its field path, one line each, and exits 1 (a document that is not JSON, or a member of the
+//! wrong type or unknown, stops at that first problem). Exit 2: usage or an unreadable file.
 
 use spiffe_oauth_filter::config::Config;
 use std::io::Read;
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match Config::parse(&bytes) {
+    match Config::check(&bytes) {
         Ok(config) => {
             println!(
                 "{path}: accepted: issuer {}, token paths {:?}, trust domains {:?}, {} client(s), {} client prefix(es){}",
@@ -50,8 +51,10 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            println!("{path}: refused: {e}");
+        Err(errors) => {
+            for e in errors {
+                println!("{path}: refused: {e}");
+            }
             ExitCode::from(1)
         }
     }

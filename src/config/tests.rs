@@ -645,3 +645,35 @@ fn as_metadata() {
         assert_eq!(refused(&with(&["as_metadata"], value)).field, field);
     }
 }
+
+/// `check-config` reports every problem of a configuration that deserializes, in field order;
+/// the filter refuses it at the first (the same as `Config::parse`).
+#[test]
+fn every_problem_is_reported() {
+    let mut v = base();
+    v["issuer"] = json!("http://as.example.com");
+    v["token_paths"] = json!(["/token", "relative"]);
+    v["clients"] = json!([{"spiffe_id": "spiffe://example.org/a"},
+                          {"spiffe_id": "spiffe://nowhere.example/b"},
+                          {"spiffe_id": "spiffe://example.org/a"}]);
+    v["identity_headers"] = json!({"spiffe_id": "x-id", "client_id": "x_id"});
+    v["clock_skew_seconds"] = json!(100000);
+    let bytes = serde_json::to_vec(&v).unwrap();
+    let fields: Vec<String> = Config::check(&bytes)
+        .unwrap_err()
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "issuer",
+            "token_paths[1]",
+            "clients[1].spiffe_id",
+            "clients[2].spiffe_id",
+            "identity_headers.client_id",
+            "clock_skew_seconds",
+        ]
+    );
+    assert_eq!(Config::parse(&bytes).unwrap_err().field, "issuer");
+}

@@ -66,6 +66,21 @@ def test_a_refused_configuration_names_its_field(tmp_path, change, field):
     assert done.stdout.startswith(f"{path}: refused: configuration field {field}: "), done.stdout
 
 
+def test_every_problem_is_listed(tmp_path):
+    def break_three(c):
+        c["trust_domains"]["example.org"]["bundle_endpoint"]["timeout_ms"] = 5
+        c["clients"].append({"spiffe_id": "spiffe://example.org/*", "client_id": ""})
+        c["dry_run"] = {"verdict_header": "x-spiffe-id"}
+    path = demo_with(tmp_path, break_three)
+    done = check(path)
+    assert done.returncode == 1
+    assert [line.split(": ")[2] for line in done.stdout.splitlines()] == [
+        "configuration field trust_domains.example.org.bundle_endpoint.timeout_ms",
+        "configuration field clients[1].client_id",
+        "configuration field dry_run.verdict_header",
+    ]
+
+
 def test_dry_run_is_said(tmp_path):
     done = check(demo_with(tmp_path, lambda c: c.update(dry_run={"enabled": True})))
     assert done.returncode == 0 and done.stdout.rstrip().endswith(", dry run")
