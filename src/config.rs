@@ -669,20 +669,19 @@ fn validate_clients(
     let mut client_prefixes: Vec<ClientPrefix> = Vec::new();
     for (i, c) in raw.iter().enumerate() {
         let field = format!("clients[{i}]");
-        match collect(errors, validate_client(&field, c, configured)) {
+        let repeated = match collect(errors, validate_client(&field, c, configured)) {
             Some(Registration::Prefix(prefix)) => {
-                if client_prefixes.iter().any(|p| p.prefix == prefix.prefix) {
-                    errors.push(refuse(format!("{field}.spiffe_id"), "registered twice"));
-                } else {
+                let repeated = client_prefixes.iter().any(|p| p.prefix == prefix.prefix);
+                if !repeated {
                     client_prefixes.push(prefix);
                 }
+                repeated
             }
-            Some(Registration::Exact(id, client_id)) => {
-                if clients.insert(id, client_id).is_some() {
-                    errors.push(refuse(format!("{field}.spiffe_id"), "registered twice"));
-                }
-            }
-            None => {}
+            Some(Registration::Exact(id, client_id)) => clients.insert(id, client_id).is_some(),
+            None => false,
+        };
+        if repeated {
+            errors.push(refuse(format!("{field}.spiffe_id"), "registered twice"));
         }
     }
     client_prefixes.sort_by_key(|p| std::cmp::Reverse(p.prefix.len()));
