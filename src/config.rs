@@ -7,6 +7,10 @@ use crate::spiffe_id::{SpiffeId, TrustDomain};
 use crate::strict_json;
 use crate::token_request::canonical_path;
 use crate::trust_store;
+pub use clients::ClientPrefix;
+use clients::{check_client_id_collisions, validate_clients, RawClient};
+use refresh::RawRefresh;
+pub use refresh::RefreshPolicy;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -124,34 +128,6 @@ pub struct Limits {
     pub max_held_requests: usize,
     /// Most verified credentials one VM remembers (0: no cache).
     pub max_cached_credentials: usize,
-}
-
-/// When bundles are fetched (BEP-3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RefreshPolicy {
-    /// Delay of the first fetch after the plugin starts.
-    pub initial_delay: Duration,
-    /// Used when a bundle carries no `spiffe_refresh_hint`.
-    pub default_refresh: Duration,
-    pub min_refresh: Duration,
-    pub max_refresh: Duration,
-    /// Share of the bundle's `spiffe_refresh_hint` to wait between polls, in thousandths
-    /// (SPIRE's federation client polls at a quarter of the hint).
-    pub hint_permille: u64,
-    /// Up to this share (thousandths) of a delay is taken off at random, so that many
-    /// proxies started together do not poll in step.
-    pub jitter_permille: u64,
-    /// Delay before trying again after a failed fetch; doubled per consecutive failure.
-    pub retry: Duration,
-    /// Ceiling of the doubled retry delay.
-    pub max_retry: Duration,
-    /// Age after which a last good bundle is no longer used (BEP-8).
-    pub max_staleness: Duration,
-    /// How long a token request that needs a fresher bundle (none fetched yet, unknown `kid`)
-    /// is held while one is fetched; zero decides at once.
-    pub request_wait: Duration,
-    /// Least time between two fetches of a trust domain's bundle that requests asked for.
-    pub on_demand_min_interval: Duration,
 }
 
 /// The validated configuration.
@@ -315,38 +291,8 @@ struct RawEndpoint {
     follow_redirects: bool,
 }
 
-/// The prefix of a `spiffe_id` registration `<base>/*`: `base` must be a SPIFFE ID (a trust
-/// domain ID too, for the whole trust domain) of a configured trust domain, without wildcards.
-fn client_prefix(field: &str, base: &str, configured: &[String]) -> Result<String, ConfigError> {
-    if base.contains('*') {
-        return Err(refuse(
-            format!("{field}.spiffe_id"),
-            "a wildcard is allowed only as a trailing /* (a path prefix)",
-        ));
-    }
-    let id = SpiffeId::parse(base).map_err(|e| {
-        refuse(
-            format!("{field}.spiffe_id"),
-            format!("not a SPIFFE ID followed by /*: {e}"),
-        )
-    })?;
-    check_configured(field, &id, configured)?;
-    Ok(format!("{base}/"))
-}
-
 fn default_true() -> bool {
     true
-}
-
-/// A registration of every SPIFFE ID under a path prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientPrefix {
-    /// The registered `spiffe_id` without its trailing `*`, so ending in `/`
-    /// (`spiffe://example.org/workloads/`). It matches by whole path segments only:
-    /// `…/workloads/a` and `…/workloads/a/b`, never `…/workloads` or `…/workloads-evil/a`.
-    pub prefix: String,
-    /// The client id all of them authenticate as; each its own SPIFFE ID when not configured.
-    pub client_id: Option<String>,
 }
 
 impl Config {
@@ -379,13 +325,6 @@ impl Config {
     pub fn is_registered(&self, id: &SpiffeId) -> bool {
         self.client_id_for(id).is_some()
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClient {
-    spiffe_id: String,
-    client_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -422,40 +361,6 @@ impl Default for RawLimits {
             max_bundle_bytes: 1024 * 1024,
             max_held_requests: 256,
             max_cached_credentials: 1024,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawRefresh {
-    initial_delay_ms: u64,
-    default_refresh_seconds: u64,
-    min_refresh_seconds: u64,
-    max_refresh_seconds: u64,
-    hint_fraction: f64,
-    jitter_fraction: f64,
-    retry_seconds: u64,
-    max_retry_seconds: u64,
-    max_staleness_seconds: u64,
-    request_wait_ms: u64,
-    on_demand_min_interval_ms: u64,
-}
-
-impl Default for RawRefresh {
-    fn default() -> Self {
-        RawRefresh {
-            initial_delay_ms: 200,
-            default_refresh_seconds: 300,
-            min_refresh_seconds: 60,
-            max_refresh_seconds: 21_600,
-            hint_fraction: 0.25,
-            jitter_fraction: 0.1,
-            retry_seconds: 10,
-            max_retry_seconds: 300,
-            max_staleness_seconds: 86_400,
-            request_wait_ms: 3_000,
-            on_demand_min_interval_ms: 10_000,
         }
     }
 }
@@ -579,20 +484,6 @@ impl RawConfig {
     }
 }
 
-/// A client's SPIFFE ID must be in a configured trust domain.
-fn check_configured(field: &str, id: &SpiffeId, configured: &[String]) -> Result<(), ConfigError> {
-    if configured.iter().any(|td| td == id.trust_domain_name()) {
-        return Ok(());
-    }
-    Err(refuse(
-        format!("{field}.spiffe_id"),
-        format!(
-            "trust domain {:?} is not in trust_domains",
-            id.trust_domain_name()
-        ),
-    ))
-}
-
 /// The value of `result`, or `None` with its error added to `errors`.
 fn collect<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Option<T> {
     result.map_err(|e| errors.push(e)).ok()
@@ -650,83 +541,6 @@ fn validate_trust_domains(
         );
     }
     trust_domains
-}
-
-/// One valid `clients[]` entry.
-enum Registration {
-    Exact(SpiffeId, String),
-    Prefix(ClientPrefix),
-}
-
-/// The client registry from the valid `clients[]` entries; the others' problems (and repeated
-/// registrations) go to `errors`. Prefixes come longest first: the most specific decides.
-fn validate_clients(
-    raw: &[RawClient],
-    configured: &[String],
-    errors: &mut Vec<ConfigError>,
-) -> (HashMap<SpiffeId, String>, Vec<ClientPrefix>) {
-    let mut clients = HashMap::new();
-    let mut client_prefixes: Vec<ClientPrefix> = Vec::new();
-    for (i, c) in raw.iter().enumerate() {
-        let field = format!("clients[{i}]");
-        let repeated = match collect(errors, validate_client(&field, c, configured)) {
-            Some(Registration::Prefix(prefix)) => {
-                let repeated = client_prefixes.iter().any(|p| p.prefix == prefix.prefix);
-                if !repeated {
-                    client_prefixes.push(prefix);
-                }
-                repeated
-            }
-            Some(Registration::Exact(id, client_id)) => clients.insert(id, client_id).is_some(),
-            None => false,
-        };
-        if repeated {
-            errors.push(refuse(format!("{field}.spiffe_id"), "registered twice"));
-        }
-    }
-    client_prefixes.sort_by_key(|p| std::cmp::Reverse(p.prefix.len()));
-    (clients, client_prefixes)
-}
-
-fn validate_client(
-    field: &str,
-    c: &RawClient,
-    configured: &[String],
-) -> Result<Registration, ConfigError> {
-    if let Some(base) = c.spiffe_id.strip_suffix("/*") {
-        let prefix = client_prefix(field, base, configured)?;
-        if c.client_id.as_deref() == Some("") {
-            return Err(refuse(format!("{field}.client_id"), "must not be empty"));
-        }
-        return Ok(Registration::Prefix(ClientPrefix {
-            prefix,
-            client_id: c.client_id.clone(),
-        }));
-    }
-    if c.spiffe_id.contains('*') {
-        return Err(refuse(
-            format!("{field}.spiffe_id"),
-            "a wildcard is allowed only as a trailing /* (a path prefix)",
-        ));
-    }
-    let id = SpiffeId::parse(&c.spiffe_id).map_err(|e| {
-        refuse(
-            format!("{field}.spiffe_id"),
-            format!("not a SPIFFE ID: {e}"),
-        )
-    })?;
-    if id.is_trust_domain_id() {
-        return Err(refuse(
-            format!("{field}.spiffe_id"),
-            "a trust domain ID (no path) is not a client identity",
-        ));
-    }
-    check_configured(field, &id, configured)?;
-    let client_id = c.client_id.clone().unwrap_or_else(|| c.spiffe_id.clone());
-    if client_id.is_empty() {
-        return Err(refuse(format!("{field}.client_id"), "must not be empty"));
-    }
-    Ok(Registration::Exact(id, client_id))
 }
 
 /// The identity headers (with every spelling to remove) and the verdict header's name.
@@ -846,140 +660,6 @@ impl RawLimits {
     }
 }
 
-impl RawRefresh {
-    fn validate(self) -> Result<RefreshPolicy, ConfigError> {
-        let f = |name: &str| format!("bundle_refresh.{name}");
-        if self.min_refresh_seconds == 0 {
-            return Err(refuse(f("min_refresh_seconds"), "must be at least 1"));
-        }
-        if self.max_refresh_seconds < self.min_refresh_seconds {
-            return Err(refuse(
-                f("max_refresh_seconds"),
-                format!(
-                    "{} is less than min_refresh_seconds ({})",
-                    self.max_refresh_seconds, self.min_refresh_seconds
-                ),
-            ));
-        }
-        if !(self.min_refresh_seconds..=self.max_refresh_seconds)
-            .contains(&self.default_refresh_seconds)
-        {
-            return Err(refuse(
-                f("default_refresh_seconds"),
-                format!(
-                    "{} is outside min_refresh_seconds … max_refresh_seconds ({} … {})",
-                    self.default_refresh_seconds,
-                    self.min_refresh_seconds,
-                    self.max_refresh_seconds
-                ),
-            ));
-        }
-        if self.retry_seconds == 0 {
-            return Err(refuse(f("retry_seconds"), "must be at least 1"));
-        }
-        if self.max_retry_seconds < self.retry_seconds {
-            return Err(refuse(
-                f("max_retry_seconds"),
-                format!(
-                    "{} is less than retry_seconds ({}); raise it or lower retry_seconds",
-                    self.max_retry_seconds, self.retry_seconds
-                ),
-            ));
-        }
-        // A bundle refreshed as late as allowed must survive a failed fetch and a retry.
-        let margin = self
-            .max_refresh_seconds
-            .saturating_add(self.max_retry_seconds);
-        if self.max_staleness_seconds < margin {
-            return Err(refuse(
-                f("max_staleness_seconds"),
-                format!(
-                    "{} is less than max_refresh_seconds + max_retry_seconds ({margin}): one failed fetch would reject every SVID of a trust domain refreshed at the longest interval",
-                    self.max_staleness_seconds
-                ),
-            ));
-        }
-        if self.initial_delay_ms == 0 || self.initial_delay_ms > 60_000 {
-            return Err(refuse(f("initial_delay_ms"), "must be between 1 and 60000"));
-        }
-        let hint_permille = permille(self.hint_fraction, 0.01, 1.0)
-            .ok_or_else(|| refuse(f("hint_fraction"), "must be between 0.01 and 1"))?;
-        let jitter_permille = permille(self.jitter_fraction, 0.0, 0.5)
-            .ok_or_else(|| refuse(f("jitter_fraction"), "must be between 0 and 0.5"))?;
-        if self.request_wait_ms > 30_000 {
-            return Err(refuse(f("request_wait_ms"), "must be at most 30000"));
-        }
-        if !(100..=3_600_000).contains(&self.on_demand_min_interval_ms) {
-            return Err(refuse(
-                f("on_demand_min_interval_ms"),
-                "must be between 100 and 3600000",
-            ));
-        }
-        Ok(RefreshPolicy {
-            initial_delay: Duration::from_millis(self.initial_delay_ms),
-            default_refresh: Duration::from_secs(self.default_refresh_seconds),
-            min_refresh: Duration::from_secs(self.min_refresh_seconds),
-            max_refresh: Duration::from_secs(self.max_refresh_seconds),
-            hint_permille,
-            jitter_permille,
-            retry: Duration::from_secs(self.retry_seconds),
-            max_retry: Duration::from_secs(self.max_retry_seconds),
-            max_staleness: Duration::from_secs(self.max_staleness_seconds),
-            request_wait: Duration::from_millis(self.request_wait_ms),
-            on_demand_min_interval: Duration::from_millis(self.on_demand_min_interval_ms),
-        })
-    }
-}
-
-/// A configured `client_id` that is itself a SPIFFE ID, other than the registration's own, and
-/// that another registration already gives as its default client id (its own SPIFFE ID), would
-/// make two identities one client that the AS cannot tell apart: refused. (Several
-/// registrations sharing a configured non-SPIFFE-ID `client_id` is a deliberate choice.)
-fn check_client_id_collisions(
-    raw: &[RawClient],
-    clients: &HashMap<SpiffeId, String>,
-    prefixes: &[ClientPrefix],
-) -> Result<(), ConfigError> {
-    for (i, c) in raw.iter().enumerate() {
-        let Some(client_id) = &c.client_id else {
-            continue;
-        };
-        let Ok(named) = SpiffeId::parse(client_id) else {
-            continue;
-        };
-        if *client_id == c.spiffe_id {
-            continue;
-        }
-        let own_default = match clients.get(&named) {
-            Some(registered) => registered == client_id,
-            None => prefixes
-                .iter()
-                .find(|p| client_id.starts_with(&p.prefix))
-                .is_some_and(|p| p.client_id.is_none()),
-        };
-        if own_default {
-            return Err(refuse(
-                format!("clients[{i}].client_id"),
-                format!(
-                    "{} is already the client id of the SPIFFE ID {named} (its own registration): two identities would be one client",
-                    crate::log_text::quote(client_id)
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A fraction within `[low, high]` in thousandths (rounded), or `None` outside it or NaN.
-fn permille(fraction: f64, low: f64, high: f64) -> Option<u64> {
-    if !(low..=high).contains(&fraction) {
-        return None;
-    }
-    // In range, so the product lies in [0, 1000] and the conversion is exact enough.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    Some((fraction * 1000.0).round() as u64)
-}
-
 /// The issuer identifier is an https URL without query or fragment (RFC 8414 §2; AUD-7).
 fn check_issuer(issuer: &str) -> Result<(), ConfigError> {
     let Some(rest) = issuer.strip_prefix("https://") else {
@@ -1031,5 +711,7 @@ fn check_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
     Ok(name.to_owned())
 }
 
+mod clients;
+mod refresh;
 #[cfg(test)]
 mod tests;
