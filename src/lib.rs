@@ -16,7 +16,7 @@ pub mod bundle_fetch;
 pub mod bundle_wait;
 pub mod client_cert;
 pub mod config;
-pub mod connection_chains;
+
 pub mod credential_cache;
 pub mod deny_reason;
 pub mod fetch_lease;
@@ -25,6 +25,7 @@ pub mod filter;
 pub mod fuzz_targets;
 pub mod metrics;
 pub mod oauth_error;
+pub mod presented_chains;
 #[cfg(test)]
 mod test_support;
 pub mod token_request;

@@ -213,10 +213,22 @@ pub fn verify_path(
             None,
         )
         .map_err(|e| X509SvidError::Path(format!("{e:?}")))?;
-    let used = path.intermediate_certificates().count();
+    // Sent certificates that are the trust domain's own authorities (a client sending its root
+    // along) count as used: only certificates off the path make another spelling.
+    // A certificate sent twice is another spelling too.
+    let on_path: Vec<Vec<u8>> = path
+        .intermediate_certificates()
+        .map(|c| c.der().to_vec())
+        .collect();
+    let every_intermediate_used = intermediates.iter().enumerate().all(|(i, der)| {
+        let repeated = intermediates.iter().take(i).any(|earlier| earlier == der);
+        let der: &[u8] = der.as_ref();
+        let known = |certs: &[Vec<u8>]| certs.iter().any(|c| c.as_slice() == der);
+        !repeated && (known(&on_path) || known(authorities))
+    });
     Ok(VerifiedSvid {
         spiffe_id: id,
-        every_intermediate_used: used == intermediates.len(),
+        every_intermediate_used,
     })
 }
 

@@ -13,11 +13,11 @@ use crate::bundle_fetch::duration_ms;
 use crate::bundle_wait::Waiting;
 use crate::client_cert::{self, PresentedChain};
 use crate::config::{Config, TrustDomainConfig};
-use crate::connection_chains::{ConnectionChains, Presented};
 use crate::credential_cache::CredentialCache;
 use crate::fetch_lease;
 use crate::metrics::{self, Tally};
 use crate::oauth_error::{error_response, ErrorCode};
+use crate::presented_chains::{Presented, PresentedChains};
 use crate::spiffe_id::TrustDomain;
 use crate::trust_store::{BundleCache, NoBundle};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -415,7 +415,7 @@ impl HttpContext for TokenFilter {
             HeadAction::PassThrough => Action::Continue,
             HeadAction::Reject(rejection) => self.reject(&config, &rejection),
             HeadAction::ReadBody => {
-                self.presented = presented_chain(&self.caches.connections, xfcc.as_deref());
+                self.presented = presented_chain(&self.caches.chains, xfcc.as_deref());
                 if end_of_stream {
                     return self.decide();
                 }
@@ -542,44 +542,35 @@ impl TokenFilter {
 const XFCC: &str = "x-forwarded-client-cert";
 
 /// The client certificate chain, when the connection is mTLS (REQ-11: never from headers alone):
-/// remembered from an earlier request on the same connection with the same XFCC, or read.
-fn presented_chain(connections: &ConnectionChains, xfcc: Option<&str>) -> Presented {
-    let connection = host::property(&["connection", "id"]);
-    if let Some(known) = connection.as_ref().and_then(|id| connections.get(id, xfcc)) {
-        return known;
-    }
-    let presented = read_presented_chain(xfcc).map(Rc::new);
-    log::debug!(
-        "client certificate of connection {} read (presented: {})",
-        connection
-            .as_deref()
-            .and_then(|id| <[u8; 8]>::try_from(id).ok())
-            .map_or_else(|| "?".to_owned(), |id| u64::from_le_bytes(id).to_string()),
-        presented.is_some()
-    );
-    if let Some(id) = &connection {
-        connections.insert(id, xfcc, presented.clone());
-    }
-    presented
-}
-
-/// Reads the client certificate chain from the connection's properties and XFCC.
-fn read_presented_chain(xfcc: Option<&str>) -> Option<PresentedChain> {
+/// remembered from an earlier request with the same leaf digest and XFCC, or read.
+fn presented_chain(chains: &PresentedChains, xfcc: Option<&str>) -> Presented {
     let mtls = host::property(&["connection", "mtls"]).is_some_and(|v| v == [1]);
     if !mtls {
         return None;
     }
     let text =
         |path: &[&str]| host::property(path).map(|v| String::from_utf8_lossy(&v).into_owned());
+    let digest = text(&["connection", "sha256_peer_certificate_digest"]).filter(|d| !d.is_empty());
+    if let Some(known) = digest.as_deref().and_then(|d| chains.get(d, xfcc)) {
+        return Some(known);
+    }
     let leaf = text(&["connection", "peer_certificate"]);
-    let digest = text(&["connection", "sha256_peer_certificate_digest"]);
-    match client_cert::presented_chain(true, leaf.as_deref(), digest.as_deref(), xfcc) {
-        Ok(chain) => chain,
+    let chain = match client_cert::presented_chain(true, leaf.as_deref(), digest.as_deref(), xfcc) {
+        Ok(chain) => chain.map(Rc::new),
         Err(e) => {
             log::warn!("client certificate not usable: {e}");
             None
         }
+    };
+    log::debug!(
+        "client certificate chain read (presented: {})",
+        chain.is_some()
+    );
+    // Only a chain whose leaf was checked against the digest Envoy reports is remembered.
+    if let (Some(chain), Some(digest)) = (&chain, &digest) {
+        chains.insert(digest, xfcc, chain);
     }
+    chain
 }
 
 /// RFC 9440: the validated leaf and intermediates as structured-field byte sequences.
@@ -612,8 +603,8 @@ pub struct VmCaches {
     pub bundles: BundleCache,
     /// Credentials that verified, for this configuration only.
     pub credentials: CredentialCache,
-    /// What each recent downstream connection presented.
-    pub connections: ConnectionChains,
+    /// Client certificate chains recently read.
+    pub chains: PresentedChains,
     /// Counts not yet handed to the host (flushed by the root context's timer).
     pub tally: Tally,
 }
@@ -623,7 +614,7 @@ impl VmCaches {
         VmCaches {
             bundles: BundleCache::default(),
             credentials: CredentialCache::new(max_cached_credentials),
-            connections: ConnectionChains::default(),
+            chains: PresentedChains::default(),
             tally: Tally::default(),
         }
     }

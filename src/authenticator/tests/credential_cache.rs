@@ -247,6 +247,24 @@ mod x509 {
         assert_eq!((cache.len(), cache.counts()), (1, (1, 5)));
     }
 
+    /// A client that sends its trust domain's root along with its path is cached like one that
+    /// does not (the root is the anchor, not an unused certificate).
+    #[test]
+    fn a_chain_sent_with_its_root_is_cached() {
+        let root = pki::root("example.org");
+        let mid = pki::intermediate(&root, "example.org", |_| {});
+        let chain = PresentedChain::new(
+            pki::leaf(&mid, &[X509_CLIENT], |_| {}),
+            vec![mid.der.clone(), root.der.clone()],
+        );
+        let (cache, mut b) = (CredentialCache::new(8), bundles());
+        with_authority(&mut b, &root);
+        for _ in 0..2 {
+            assert_eq!(decide_chain(&cache, &b, &chain, pki::NOW), x509_ok());
+        }
+        assert_eq!((cache.len(), cache.counts()), (1, (1, 1)));
+    }
+
     #[test]
     fn a_cached_chain_expires_with_its_earliest_not_after() {
         let (chain, cache, b) = x509_setup();
