@@ -4,6 +4,7 @@ trailers, for the cases HTTP/1 clients cannot produce (a body that ends with tra
 from __future__ import annotations
 
 import socket
+import ssl  # noqa: F401  (annotation of multiplexed)
 import time
 
 import h2.config
@@ -60,3 +61,56 @@ def request(port: int, method: str, path: str, headers: list[tuple[str, str]],
     if status is None:
         return None
     return Response(status, [(k, v) for k, v in response_headers if not k.startswith(":")], body)
+
+
+def multiplexed(port: int, requests: list[tuple[str, str, list[tuple[str, str]], bytes]],
+                tls: "ssl.SSLContext | None" = None, server_name: str | None = None,
+                timeout: float = 10.0) -> list[Response | None]:
+    """Several requests ``(method, path, headers, body)`` as concurrent streams of one HTTP/2
+    connection (over TLS with ``tls``, prior knowledge either way): every stream's headers are
+    sent first, then every body, so the filter holds all of them at once. Returns the responses
+    in request order (None for a stream that got none)."""
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname=server_name)
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sids = []
+    for method, path, headers, _ in requests:
+        sid = conn.get_next_available_stream_id()
+        sids.append(sid)
+        head = [(":method", method), (":path", path), (":scheme", "https" if tls else "http"),
+                (":authority", server_name or HOST), *headers]
+        conn.send_headers(sid, head, end_stream=False)
+    sock.sendall(conn.data_to_send())
+    time.sleep(0.05)
+    for sid, (_, _, _, body) in zip(sids, requests):
+        conn.send_data(sid, body, end_stream=True)
+    sock.sendall(conn.data_to_send())
+
+    state = {sid: {"status": None, "headers": [], "body": b"", "done": False} for sid in sids}
+    deadline = time.monotonic() + timeout
+    try:
+        while not all(s["done"] for s in state.values()) and time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                s = state.get(getattr(event, "stream_id", None))
+                if isinstance(event, h2.events.ResponseReceived) and s is not None:
+                    s["headers"] = [(k.decode().lower(), v.decode()) for k, v in event.headers]
+                    s["status"] = int(dict(s["headers"])[":status"])
+                elif isinstance(event, h2.events.DataReceived) and s is not None:
+                    s["body"] += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)) and s:
+                    s["done"] = True
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    deadline = 0
+            sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+    return [None if state[sid]["status"] is None else
+            Response(state[sid]["status"],
+                     [(k, v) for k, v in state[sid]["headers"] if not k.startswith(":")],
+                     state[sid]["body"]) for sid in sids]

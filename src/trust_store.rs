@@ -438,6 +438,27 @@ mod tests {
         assert_eq!(other.jwt_keys[0].kid, "k2");
     }
 
+    /// A document that comes back after this VM saw another one (a key removed, then published
+    /// again) is parsed anew: only the document the VM holds now is kept, never an older parse,
+    /// so credentials verified against the first copy verify again.
+    #[test]
+    fn a_document_back_after_another_is_parsed_anew() {
+        let shared = MemorySharedData::default();
+        publish(&shared, "k", &stored("k1", 1)).unwrap();
+        let cache = BundleCache::default();
+        let first = cache.get(&shared, "k", NOW, DAY).unwrap();
+        publish(&shared, "k", &stored("k2", 1)).unwrap();
+        let other = cache.get(&shared, "k", NOW, DAY).unwrap();
+        assert_eq!(other.jwt_keys[0].kid, "k2");
+        publish(&shared, "k", &stored("k1", 1)).unwrap();
+        let back = cache.get(&shared, "k", NOW, DAY).unwrap();
+        assert_eq!(back.jwt_keys[0].kid, "k1");
+        assert!(
+            !Arc::ptr_eq(&first, &back),
+            "the first parse is not brought back"
+        );
+    }
+
     /// Two publishers interleaved (A reads the bundle's CAS, B writes bundle and version, A then
     /// writes its older CAS as the version): A sees the bundle moved on and writes the current one.
     #[test]

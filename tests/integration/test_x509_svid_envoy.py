@@ -13,7 +13,7 @@ import pytest
 from conftest import (ISSUER, TOKEN_PATH, assert_invalid_client, assert_invalid_request,
                       assert_nothing_forwarded, start_stack)
 
-from harness import client, pki, svid
+from harness import client, h2client, pki, svid
 
 ORG, NET = "example.org", "example.net"
 DEMO = "spiffe://example.org/demo-client"
@@ -179,6 +179,36 @@ def test_requests_on_one_kept_alive_connection(stack):
     finally:
         for conn in (*conns, bare):
             conn.close()
+
+
+def test_concurrent_http2_streams_on_one_mtls_connection(stack):
+    """HTTP/2 multiplexing: four token requests held at once as streams of one mTLS connection
+    (the chain read once, then remembered for the connection) are each decided on their own: two
+    valid X509-SVID requests, a client_id naming another client (401), and a JWT-SVID of another
+    ID with a spoofed XFCC (400, mixed identities); then streams of a connection without a
+    certificate are not authenticated by the first connection's chain (REQ-9, REQ-10, REQ-11,
+    CID-5)."""
+    tls = stack.tls(files(stack, svid.leaf(ORG_CA, [DEMO])))
+    other = pki.mint_svid(JWT_KEY, "spiffe://example.org/other", ISSUER)
+    spoof = ("x-forwarded-client-cert", f"Hash=00;URI={quote(DEMO)}")
+    form = [("content-type", client.FORM)]
+    got = h2client.multiplexed(stack.envoy.mtls_port, [
+        ("POST", TOKEN_PATH, form, client.form(token_request())),
+        ("POST", TOKEN_PATH, form, client.form(token_request("someone-else"))),
+        ("POST", TOKEN_PATH, [*form, spoof],
+         client.form(client.assertion_params(other, client_id=DEMO))),
+        ("POST", TOKEN_PATH, form, client.form(token_request())),
+    ], tls.context, tls.server_name)
+    assert [r and r.status for r in got] == [200, 401, 400, 200], [r and r.body for r in got]
+    assert [r.header_values("x-spiffe-id") for r in stack.auth.requests] == [[DEMO], [DEMO]]
+    assert all(r.header_values("x-forwarded-client-cert") == [] for r in stack.auth.requests)
+    stack.auth.clear()
+    bare = stack.tls()
+    got = h2client.multiplexed(stack.envoy.mtls_port, [
+        ("POST", TOKEN_PATH, [*form, spoof], client.form(token_request())) for _ in range(2)
+    ], bare.context, bare.server_name)
+    assert [r and r.status for r in got] == [401, 401]  # the AS's own answer: passed through
+    assert [r.header_values("x-spiffe-id") for r in stack.auth.requests] == [[], []]
 
 
 def test_spoofed_xfcc_without_client_certificate(stack):
