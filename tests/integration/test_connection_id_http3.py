@@ -1,5 +1,7 @@
-"""Review 6 attack: Envoy's ``connection.id`` is not unique over HTTP/3, and the per-connection
-memory of what a connection presented (src/connection_chains.rs) trusts it to be.
+"""Regression test of an adversarial review's finding: Envoy's ``connection.id`` is not unique
+over HTTP/3, and a per-connection memory of what a connection presented, keyed by it, gave one
+connection's chain to another. The memory is now keyed by the leaf's SHA-256 and the XFCC text
+(src/presented_chains.rs), so both cases below must hold.
 
 For a QUIC connection Envoy's connection id is a hash of the server connection ID
 (QuicFilterManagerConnectionImpl: ``ConnectionImplBase(dispatcher, connection_id.Hash())``), and
