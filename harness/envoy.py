@@ -128,12 +128,13 @@ def split_listeners(config_text: str, lds_path: Path, version: int) -> tuple[str
 class EnvoyProcess:
     """One Envoy process running ``config_text`` (written to ``<workdir>/<name>.yaml``), whose
     admin interface listens on ``admin_port``. Logs go to ``<workdir>/<name>.log``. With
-    ``cpus`` (a taskset CPU list such as ``"0"``) Envoy and all its threads run on those CPUs."""
+    ``cpus`` (a taskset CPU list such as ``"0"``) Envoy and all its threads run on those CPUs.
+    ``drain_time_s`` is Envoy's ``--drain-time-s`` (how long a replaced listener drains)."""
 
     def __init__(self, workdir: str | Path, config_text: str, admin_port: int, *,
                  concurrency: int = 1, log_level: str = "info",
                  component_log_level: str = "wasm:debug", name: str = "envoy",
-                 cpus: str | None = None):
+                 cpus: str | None = None, drain_time_s: int | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.admin_port = admin_port
@@ -141,6 +142,7 @@ class EnvoyProcess:
         self.log_level = log_level
         self.component_log_level = component_log_level
         self.cpus = cpus
+        self.drain_time_s = drain_time_s
         self.config_path = self.workdir / f"{name}.yaml"
         self.log_path = self.workdir / f"{name}.log"
         self.config_path.write_text(config_text)
@@ -167,6 +169,8 @@ class EnvoyProcess:
             "--concurrency", str(self.concurrency), "--use-dynamic-base-id",
             "-l", self.log_level, "--component-log-level", self.component_log_level,
         )
+        if self.drain_time_s is not None:
+            cmd += ["--drain-time-s", str(self.drain_time_s)]
         if self.cpus is not None:
             cmd = ["taskset", "-c", self.cpus, *cmd]  # taskset execs Envoy: same pid
         with open(self.log_path, "ab") as log:
@@ -256,7 +260,7 @@ class Envoy(EnvoyProcess):
                  as_port: int, bundle_ports: dict[str, int], wasm_path: Path | None = DEFAULT_WASM,
                  concurrency: int = 1, log_level: str = "info",
                  component_log_level: str = "wasm:debug", name: str = "envoy",
-                 dynamic_listeners: bool = False):
+                 dynamic_listeners: bool = False, drain_time_s: int | None = None):
         self.plugin_config = plugin_config
         self.listener_port = free_port()
         admin_port = free_port()
@@ -275,7 +279,8 @@ class Envoy(EnvoyProcess):
             text, lds = split_listeners(text, self.lds_path, self.lds_version)
             self.lds_path.write_text(lds)
         super().__init__(workdir, text, admin_port, concurrency=concurrency, log_level=log_level,
-                         component_log_level=component_log_level, name=name)
+                         component_log_level=component_log_level, name=name,
+                         drain_time_s=drain_time_s)
 
     @property
     def base_url(self) -> str:

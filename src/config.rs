@@ -200,10 +200,14 @@ impl Default for RawAsMetadata {
         RawAsMetadata {
             paths: Vec::new(),
             auth_methods: vec!["spiffe_jwt".into()],
-            max_bytes: 65536,
+            max_bytes: 8192,
         }
     }
 }
+
+/// Ceiling of `as_metadata.max_bytes`: half of the 32 KiB per-connection buffer limit Envoy
+/// recommends for edge proxies, so a held document and its completion always fit.
+const MAX_METADATA_BYTES: usize = 16384;
 
 /// Which AS metadata responses are rewritten (none by default), and with which methods.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,21 +220,22 @@ pub struct AsMetadata {
 }
 
 impl RawAsMetadata {
-    fn validate(self) -> Result<AsMetadata, ConfigError> {
+    fn validate(self) -> Result<AsMetadata, Vec<ConfigError>> {
+        let mut errors = Vec::new();
         for (i, p) in self.paths.iter().enumerate() {
             if !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace) {
-                return Err(refuse(
+                errors.push(refuse(
                     format!("as_metadata.paths[{i}]"),
                     "must be an absolute path without query or fragment",
                 ));
             }
         }
         if self.auth_methods.is_empty() {
-            return Err(refuse("as_metadata.auth_methods", "must list a method"));
+            errors.push(refuse("as_metadata.auth_methods", "must list a method"));
         }
         for (i, m) in self.auth_methods.iter().enumerate() {
             if !crate::as_metadata::METHODS.contains(&m.as_str()) {
-                return Err(refuse(
+                errors.push(refuse(
                     format!("as_metadata.auth_methods[{i}]"),
                     format!(
                         "must be one of {:?} (the methods this filter enforces)",
@@ -239,14 +244,22 @@ impl RawAsMetadata {
                 ));
             }
             if self.auth_methods.iter().take(i).any(|earlier| earlier == m) {
-                return Err(refuse(
+                errors.push(refuse(
                     format!("as_metadata.auth_methods[{i}]"),
                     "listed twice",
                 ));
             }
         }
-        if !(1024..=1_048_576).contains(&self.max_bytes) {
-            return Err(refuse("as_metadata.max_bytes", "must be 1024–1048576"));
+        // Envoy fails a held response that outgrows its buffer limit (and a completed document
+        // that did crashed Envoy in a review): keep well below edge proxies' 32 KiB limits.
+        if !(1024..=MAX_METADATA_BYTES).contains(&self.max_bytes) {
+            errors.push(refuse(
+                "as_metadata.max_bytes",
+                format!("must be 1024–{MAX_METADATA_BYTES}"),
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         Ok(AsMetadata {
             paths: self.paths,
@@ -438,7 +451,7 @@ impl RawConfig {
             let collisions = check_client_id_collisions(&self.clients, &clients, &client_prefixes);
             collect(&mut errors, collisions);
         }
-        let headers = collect(
+        let headers = collect_all(
             &mut errors,
             identity_headers(&self.identity_headers, &self.dry_run.verdict_header),
         );
@@ -448,9 +461,9 @@ impl RawConfig {
                 format!("must be at most {MAX_SKEW_SECONDS}"),
             ));
         }
-        let limits = collect(&mut errors, self.limits.validate());
-        let refresh = collect(&mut errors, self.bundle_refresh.validate());
-        let as_metadata = collect(&mut errors, self.as_metadata.validate());
+        let limits = collect_all(&mut errors, self.limits.validate());
+        let refresh = collect_all(&mut errors, self.bundle_refresh.validate());
+        let as_metadata = collect_all(&mut errors, self.as_metadata.validate());
         let (
             Some((identity_headers, verdict_header)),
             Some(limits),
@@ -489,6 +502,11 @@ fn collect<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> 
     result.map_err(|e| errors.push(e)).ok()
 }
 
+/// The value of `result`, or `None` with all its errors added to `errors`.
+fn collect_all<T>(errors: &mut Vec<ConfigError>, result: Result<T, Vec<ConfigError>>) -> Option<T> {
+    result.map_err(|e| errors.extend(e)).ok()
+}
+
 fn check_token_paths(token_paths: &[String], errors: &mut Vec<ConfigError>) {
     if token_paths.is_empty() {
         errors.push(refuse("token_paths", "must list at least one path"));
@@ -519,15 +537,24 @@ fn validate_trust_domains(
         let field = format!("trust_domains.{name}");
         let parsed = TrustDomain::parse(&name)
             .map_err(|e| refuse(&field, format!("not a trust domain name: {e}")));
-        let Some(parsed) = collect(errors, parsed) else {
-            continue;
-        };
+        let parsed = collect(errors, parsed);
         let endpoint = td
             .bundle_endpoint
             .validate(&format!("{field}.bundle_endpoint"));
-        let Some(endpoint) = collect(errors, endpoint) else {
+        let (Some(parsed), Some(endpoint)) = (parsed, collect_all(errors, endpoint)) else {
             continue;
         };
+        let segment = crate::metrics::segment(&parsed);
+        if let Some(other) = trust_domains
+            .keys()
+            .find(|td: &&TrustDomain| crate::metrics::segment(td) == segment)
+        {
+            errors.push(refuse(
+                &field,
+                format!("its metric names would be those of trust domain {other} ({segment})"),
+            ));
+            continue;
+        }
         let bundle_key = trust_store::bundle_key(&parsed, &endpoint);
         let lease_key = fetch_lease::lease_key(&bundle_key);
         trust_domains.insert(
@@ -547,25 +574,33 @@ fn validate_trust_domains(
 fn identity_headers(
     raw: &RawIdentityHeaders,
     verdict_header: &str,
-) -> Result<(IdentityHeaders, String), ConfigError> {
-    let spiffe_id_header = check_header_name("identity_headers.spiffe_id", &raw.spiffe_id)?;
-    let client_id_header = check_header_name("identity_headers.client_id", &raw.client_id)?;
-    let verdict_header = check_header_name("dry_run.verdict_header", verdict_header)?;
+) -> Result<(IdentityHeaders, String), Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let spiffe_id = check_header_name("identity_headers.spiffe_id", &raw.spiffe_id);
+    let client_id = check_header_name("identity_headers.client_id", &raw.client_id);
+    let verdict = check_header_name("dry_run.verdict_header", verdict_header);
+    let (Some(spiffe_id_header), Some(client_id_header), Some(verdict_header)) = (
+        collect(&mut errors, spiffe_id),
+        collect(&mut errors, client_id),
+        collect(&mut errors, verdict),
+    ) else {
+        return Err(errors);
+    };
     let folded = |name: &str| name.replace('_', "-");
     if folded(&spiffe_id_header) == folded(&client_id_header) {
-        return Err(refuse(
+        return Err(vec![refuse(
             "identity_headers.client_id",
             "must differ from identity_headers.spiffe_id",
-        ));
+        )]);
     }
     if [&spiffe_id_header, &client_id_header]
         .iter()
         .any(|h| folded(h) == folded(&verdict_header))
     {
-        return Err(refuse(
+        return Err(vec![refuse(
             "dry_run.verdict_header",
             "must differ from the identity headers",
-        ));
+        )]);
     }
     let headers = IdentityHeaders {
         // The verdict header is never taken from a client, dry run or not.
@@ -585,9 +620,10 @@ fn identity_headers(
 }
 
 impl RawEndpoint {
-    fn validate(self, field: &str) -> Result<BundleEndpoint, ConfigError> {
+    fn validate(self, field: &str) -> Result<BundleEndpoint, Vec<ConfigError>> {
+        let mut errors = Vec::new();
         if self.cluster.is_empty() {
-            return Err(refuse(
+            errors.push(refuse(
                 format!("{field}.cluster"),
                 "must name an Envoy cluster",
             ));
@@ -597,19 +633,22 @@ impl RawEndpoint {
                 b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
             });
         if !authority_ok {
-            return Err(refuse(
+            errors.push(refuse(
                 format!("{field}.authority"),
                 "must be a host name (optionally with :port), without userinfo (BEP-2)",
             ));
         }
         if !self.path.starts_with('/') || self.path.chars().any(|c| c.is_whitespace() || c == '#') {
-            return Err(refuse(format!("{field}.path"), "must be an absolute path"));
+            errors.push(refuse(format!("{field}.path"), "must be an absolute path"));
         }
         if !(100..=60_000).contains(&self.timeout_ms) {
-            return Err(refuse(
+            errors.push(refuse(
                 format!("{field}.timeout_ms"),
                 "must be between 100 and 60000",
             ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         Ok(BundleEndpoint {
             cluster: self.cluster,
@@ -622,33 +661,37 @@ impl RawEndpoint {
 }
 
 impl RawLimits {
-    fn validate(self) -> Result<Limits, ConfigError> {
+    fn validate(self) -> Result<Limits, Vec<ConfigError>> {
+        let mut errors = Vec::new();
         if !(1024..=1024 * 1024).contains(&self.max_body_bytes) {
-            return Err(refuse(
+            errors.push(refuse(
                 "limits.max_body_bytes",
                 "must be between 1024 and 1048576",
             ));
         }
         if !(256..=self.max_body_bytes).contains(&self.max_assertion_bytes) {
-            return Err(refuse(
+            errors.push(refuse(
                 "limits.max_assertion_bytes",
                 "must be between 256 and limits.max_body_bytes",
             ));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_bundle_bytes) {
-            return Err(refuse(
+            errors.push(refuse(
                 "limits.max_bundle_bytes",
                 "must be between 1024 and 16777216",
             ));
         }
         if self.max_held_requests > 100_000 {
-            return Err(refuse("limits.max_held_requests", "must be at most 100000"));
+            errors.push(refuse("limits.max_held_requests", "must be at most 100000"));
         }
         if self.max_cached_credentials > 100_000 {
-            return Err(refuse(
+            errors.push(refuse(
                 "limits.max_cached_credentials",
                 "must be at most 100000",
             ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         Ok(Limits {
             max_body_bytes: self.max_body_bytes,

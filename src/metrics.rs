@@ -92,8 +92,9 @@ pub fn cache(hits: bool) -> String {
     format!("{PREFIX}.credential_cache.{what}")
 }
 
-/// A trust domain's name as a metric name segment.
-fn segment(trust_domain: &TrustDomain) -> String {
+/// A trust domain's name as a metric name segment (the configuration refuses two trust domains
+/// with the same segment).
+pub fn segment(trust_domain: &TrustDomain) -> String {
     trust_domain.as_str().replace(['.', '-'], "_")
 }
 

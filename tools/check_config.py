@@ -21,12 +21,12 @@ WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 
 
 def wasm_configurations(node, where: str):
-    """(where, JSON text) of every wasm filter plugin configuration below ``node``."""
+    """(where, JSON bytes) of every wasm filter plugin configuration below ``node``."""
     if isinstance(node, dict):
         if node.get("@type") == WASM_TYPE:
             value = (node.get("config") or {}).get("configuration", {}).get("value")
             if isinstance(value, str):
-                yield where, value
+                yield where, value.encode()
         for key, child in node.items():
             yield from wasm_configurations(child, f"{where}.{key}")
     elif isinstance(node, list):
@@ -34,21 +34,39 @@ def wasm_configurations(node, where: str):
             yield from wasm_configurations(child, f"{where}[{i}]")
 
 
-def configurations(path: Path):
-    """(where, JSON text) of every plugin configuration in ``path``."""
-    text = path.read_text()
-    if path.suffix not in (".yaml", ".yml"):
-        yield str(path), text
-        return
+MAX_FILE_BYTES = 4 << 20
+
+
+def yaml_documents(text: str):
+    """The documents of a YAML text, refusing anchors' aliases: a few hundred bytes of nested
+    aliases expand exponentially (a review's alias bomb), and manifests do not need them."""
     import yaml  # the venv's PyYAML
 
-    for i, doc in enumerate(yaml.safe_load_all(text)):
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.events.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise ValueError(f"YAML alias at line {mark.line + 1}: aliases are not accepted")
+            return super().compose_node(parent, index)
+
+    return yaml.load_all(text, Loader=NoAliases)
+
+
+def configurations(path: Path):
+    """(where, JSON bytes) of every plugin configuration in ``path``: a JSON file's bytes as
+    they are (the filter gets them so), or the configurations a YAML file carries."""
+    if path.suffix not in (".yaml", ".yml"):
+        yield str(path), path.read_bytes()
+        return
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ValueError(f"a YAML file larger than {MAX_FILE_BYTES} bytes")
+    for i, doc in enumerate(yaml_documents(path.read_text(errors="replace"))):
         if not isinstance(doc, dict):
             continue
         name = f"{path} document {i + 1} ({doc.get('kind', '?')} "
         name += f"{(doc.get('metadata') or {}).get('name', '?')})"
         if doc.get("kind") == "WasmPlugin" and "pluginConfig" in (doc.get("spec") or {}):
-            yield f"{name} spec.pluginConfig", json.dumps(doc["spec"]["pluginConfig"])
+            yield f"{name} spec.pluginConfig", json.dumps(doc["spec"]["pluginConfig"]).encode()
         yield from wasm_configurations(doc, name)
 
 
@@ -68,7 +86,7 @@ def main(argv: list[str]) -> int:
             print(f"{path}: no plugin configuration found", file=sys.stderr)
             worst = max(worst, 2)
         for where, text in found:
-            done = subprocess.run([binary, "-"], input=text.encode(), capture_output=True)
+            done = subprocess.run([binary, "-"], input=text, capture_output=True)
             for line in done.stdout.decode().splitlines():
                 print(f"{where}: {line.removeprefix('-: ')}")
             sys.stderr.write(done.stderr.decode())

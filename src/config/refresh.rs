@@ -69,13 +69,14 @@ impl Default for RawRefresh {
 }
 
 impl RawRefresh {
-    pub(super) fn validate(self) -> Result<RefreshPolicy, ConfigError> {
+    pub(super) fn validate(self) -> Result<RefreshPolicy, Vec<ConfigError>> {
+        let mut errors = Vec::new();
         let f = |name: &str| format!("bundle_refresh.{name}");
         if self.min_refresh_seconds == 0 {
-            return Err(refuse(f("min_refresh_seconds"), "must be at least 1"));
+            errors.push(refuse(f("min_refresh_seconds"), "must be at least 1"));
         }
         if self.max_refresh_seconds < self.min_refresh_seconds {
-            return Err(refuse(
+            errors.push(refuse(
                 f("max_refresh_seconds"),
                 format!(
                     "{} is less than min_refresh_seconds ({})",
@@ -86,7 +87,7 @@ impl RawRefresh {
         if !(self.min_refresh_seconds..=self.max_refresh_seconds)
             .contains(&self.default_refresh_seconds)
         {
-            return Err(refuse(
+            errors.push(refuse(
                 f("default_refresh_seconds"),
                 format!(
                     "{} is outside min_refresh_seconds … max_refresh_seconds ({} … {})",
@@ -97,10 +98,10 @@ impl RawRefresh {
             ));
         }
         if self.retry_seconds == 0 {
-            return Err(refuse(f("retry_seconds"), "must be at least 1"));
+            errors.push(refuse(f("retry_seconds"), "must be at least 1"));
         }
         if self.max_retry_seconds < self.retry_seconds {
-            return Err(refuse(
+            errors.push(refuse(
                 f("max_retry_seconds"),
                 format!(
                     "{} is less than retry_seconds ({}); raise it or lower retry_seconds",
@@ -113,7 +114,7 @@ impl RawRefresh {
             .max_refresh_seconds
             .saturating_add(self.max_retry_seconds);
         if self.max_staleness_seconds < margin {
-            return Err(refuse(
+            errors.push(refuse(
                 f("max_staleness_seconds"),
                 format!(
                     "{} is less than max_refresh_seconds + max_retry_seconds ({margin}): one failed fetch would reject every SVID of a trust domain refreshed at the longest interval",
@@ -122,20 +123,27 @@ impl RawRefresh {
             ));
         }
         if self.initial_delay_ms == 0 || self.initial_delay_ms > 60_000 {
-            return Err(refuse(f("initial_delay_ms"), "must be between 1 and 60000"));
+            errors.push(refuse(f("initial_delay_ms"), "must be between 1 and 60000"));
         }
-        let hint_permille = permille(self.hint_fraction, 0.01, 1.0)
-            .ok_or_else(|| refuse(f("hint_fraction"), "must be between 0.01 and 1"))?;
-        let jitter_permille = permille(self.jitter_fraction, 0.0, 0.5)
-            .ok_or_else(|| refuse(f("jitter_fraction"), "must be between 0 and 0.5"))?;
+        let hint_permille = permille(self.hint_fraction, 0.01, 1.0).unwrap_or_else(|| {
+            errors.push(refuse(f("hint_fraction"), "must be between 0.01 and 1"));
+            0
+        });
+        let jitter_permille = permille(self.jitter_fraction, 0.0, 0.5).unwrap_or_else(|| {
+            errors.push(refuse(f("jitter_fraction"), "must be between 0 and 0.5"));
+            0
+        });
         if self.request_wait_ms > 30_000 {
-            return Err(refuse(f("request_wait_ms"), "must be at most 30000"));
+            errors.push(refuse(f("request_wait_ms"), "must be at most 30000"));
         }
         if !(100..=3_600_000).contains(&self.on_demand_min_interval_ms) {
-            return Err(refuse(
+            errors.push(refuse(
                 f("on_demand_min_interval_ms"),
                 "must be between 100 and 3600000",
             ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         Ok(RefreshPolicy {
             initial_delay: Duration::from_millis(self.initial_delay_ms),

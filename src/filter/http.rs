@@ -109,7 +109,18 @@ impl PendingRequest {
                 log_rejection(rejection, true);
             }
             host::set_request_header(header, Some(&verdict_text(&verdict)));
-            self.drop_unvalidated_xfcc();
+            // As in enforcing mode: an X509-SVID the filter validated keeps its XFCC (with
+            // keep_xfcc); any other SPIFFE certificate's never reaches the AS.
+            let validated_x509 = matches!(
+                verdict,
+                Verdict::Authenticated {
+                    credential: Credential::X509Svid,
+                    ..
+                }
+            );
+            if !validated_x509 {
+                self.drop_unvalidated_xfcc();
+            }
             return true;
         }
         match verdict {
@@ -198,6 +209,10 @@ impl TokenFilter {
         if let Some(header) = &config.dry_run {
             log_rejection(rejection, true);
             host::set_request_header(header, Some(&rejection_text(rejection)));
+            // Refused before its certificate was looked at: a kept XFCC must not vouch for it.
+            if config.client_certificate.keep_xfcc {
+                host::set_request_header(XFCC, None);
+            }
             return Action::Continue;
         }
         answer_rejection(config, self.head.authorization.as_deref(), rejection);
@@ -406,7 +421,11 @@ impl HttpContext for TokenFilter {
             content_type: read("content-type"),
             authorization: read("authorization"),
         };
-        if self.head.method == "GET" && config.is_metadata_path(&self.head.path) {
+        // In dry run nothing is enforced, so no method is advertised.
+        if self.head.method == "GET"
+            && config.dry_run.is_none()
+            && config.is_metadata_path(&self.head.path)
+        {
             self.metadata = Metadata::Requested;
             // An uncompressed answer, so the filter can complete it.
             host::set_request_header("accept-encoding", None);
@@ -461,9 +480,10 @@ impl HttpContext for TokenFilter {
             self.metadata = Metadata::Off;
             return Action::Continue;
         }
-        // The completed document has another length: the answer goes out chunked.
+        // The completed document has another length (the answer goes out chunked) and other
+        // bytes: validators and digests of the AS's document no longer describe it.
         let map = MapType::HttpResponseHeaders;
-        host::remove_all(map, &["content-length".to_owned()]);
+        host::remove_all(map, &REWRITTEN_RESPONSE_HEADERS.map(str::to_owned));
         self.metadata = Metadata::Holding(0);
         Action::Pause
     }
@@ -526,6 +546,13 @@ impl TokenFilter {
         };
         let path = &self.head.path;
         match as_metadata::rewrite(&document, &config.as_metadata.auth_methods) {
+            // Never longer than max_bytes: a body that outgrows Envoy's buffer limit while the
+            // filter replaces it brought the whole Envoy process down in a review.
+            Ok(Some(completed)) if completed.len() > config.as_metadata.max_bytes => {
+                log::warn!(
+                    "AS metadata at {path} passed on unchanged: completed it would be over as_metadata.max_bytes"
+                );
+            }
             Ok(Some(completed)) => {
                 if host::replace_response_body(size, &completed) {
                     log::debug!("AS metadata at {path}: SPIFFE methods added");
@@ -540,6 +567,16 @@ impl TokenFilter {
 }
 
 const XFCC: &str = "x-forwarded-client-cert";
+
+/// Response headers of a metadata document the filter may complete that would misdescribe it.
+const REWRITTEN_RESPONSE_HEADERS: [&str; 6] = [
+    "content-length",
+    "etag",
+    "last-modified",
+    "content-md5",
+    "digest",
+    "content-digest",
+];
 
 /// The client certificate chain, when the connection is mTLS (REQ-11: never from headers alone):
 /// remembered from an earlier request with the same leaf digest and XFCC, or read.

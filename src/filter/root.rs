@@ -57,6 +57,18 @@ impl FilterRoot {
 }
 
 impl Context for FilterRoot {
+    /// The plugin goes (configuration replaced, listener drained, Envoy stopping): its trust
+    /// domains' bundle gauges read 0 rather than the last value for ever (a configuration that
+    /// still has them sets them again on its next tick).
+    fn on_done(&mut self) -> bool {
+        if let Some(config) = &self.config {
+            for td in config.trust_domains.keys() {
+                metrics::record_bundle(&self.metrics, td, None);
+            }
+        }
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,

@@ -156,44 +156,21 @@ fn bundle_gauges_and_counters() {
     );
 }
 
-/// Review 7 defect: two configured trust domains whose names differ only in `.`/`-`/`_` share
-/// their series. Counters add up (tolerable), but each gauge ends at whichever trust domain
-/// the root context records last (BTreeMap order), so a trust domain whose bundle is stale
-/// (`usable` 0) or missing is hidden behind the other's 1 for as long as both are configured:
-/// an alert on `usable == 0` never fires. The configuration is accepted as is.
+/// Two trust domains whose names differ only in `.`/`-`/`_` would share their series (and each
+/// gauge would end at whichever is recorded last, hiding a stale bundle behind the other's
+/// `usable` 1; found by a review): the configuration refuses the second.
 #[test]
-#[ignore = "review 7 defect: colliding trust domain names share (and overwrite) their gauges"]
-fn colliding_trust_domain_names_keep_separate_gauges() {
-    let config = Config::parse(
+fn colliding_trust_domain_names_are_refused() {
+    let refused = Config::parse(
         br#"{"issuer":"https://as.example.com","token_paths":["/token"],
         "trust_domains":{"example-org":{"bundle_endpoint":{"cluster":"c1","authority":"a","path":"/b"}},
                          "example.org":{"bundle_endpoint":{"cluster":"c2","authority":"a","path":"/b"}}},
         "clients":[]}"#,
-    );
-    // Either refused at configuration, or kept apart in the metrics.
-    let Ok(config) = config else { return };
-    let b = bundle(&[EcKey::p256(1).jwk("k1")]);
-    let sink = Recorder::default();
-    // The root context's order: every configured trust domain, one after the other.
-    for name in config.trust_domains.keys() {
-        let usable = name.as_str() == "example.org";
-        let state = (name.as_str() == "example.org").then_some(BundleState {
-            bundle: &b,
-            age_secs: 1,
-            usable,
-        });
-        record_bundle(&sink, name, state);
-    }
-    let usable: Vec<u64> = sink
-        .gauges
-        .borrow()
-        .iter()
-        .filter(|(k, _)| k.ends_with(".usable"))
-        .map(|(_, v)| *v)
-        .collect();
+    )
+    .unwrap_err();
+    assert_eq!(refused.field, "trust_domains.example.org");
     assert_eq!(
-        usable.len(),
-        2,
-        "one usable gauge per trust domain: {usable:?}"
+        refused.message,
+        "its metric names would be those of trust domain example-org (example_org)"
     );
 }

@@ -126,7 +126,7 @@ def start_stack(workdir: Path, bundle_keys: dict[str, list[pki.SigningKey]], cli
                 down: tuple[str, ...] = (), x509_authorities: dict[str, list] | None = None,
                 concurrency: int | None = None, dynamic_listeners: bool = False,
                 replace: dict | None = None, upstream_port: int | None = None,
-                **config_overrides) -> Stack:
+                drain_time_s: int | None = None, **config_overrides) -> Stack:
     """Start bundle servers (except those in ``down``), the AS and Envoy with the filter.
     ``x509_authorities`` adds ``x509-svid`` entries (harness.svid CAs) to the bundles;
     ``dynamic_listeners`` serves the listeners by LDS (``stack.envoy.update_plugin_config``);
@@ -151,7 +151,7 @@ def start_stack(workdir: Path, bundle_keys: dict[str, list[pki.SigningKey]], cli
                   as_port=upstream_port or auth.port,
                   bundle_ports={td: s.port for td, s in bundles.items()},
                   concurrency=concurrency or int(os.environ.get("ENVOY_CONCURRENCY", "1")),
-                  dynamic_listeners=dynamic_listeners)
+                  dynamic_listeners=dynamic_listeners, drain_time_s=drain_time_s)
     stack = Stack(workdir, tls, bundles, auth, envoy, config)
     try:
         envoy.start()

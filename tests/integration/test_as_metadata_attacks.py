@@ -8,22 +8,23 @@ documents, HEAD/304/206/gzip/empty/close-delimited answers, repeated Content-Len
 sent before the request body ended, HTTP/2 downstream, response trailers, path spellings, a
 document stalled past the route timeout.
 
-Defects (xfail, strict):
-* CRASH (severe): when the completed document no longer fits Envoy's per-connection buffer
-  limit (the original did), replacing the body makes Envoy send a 500 from inside the filter's
-  callback; the stream is torn down re-entrantly, the SDK panics ("RefCell already borrowed" in
-  proxy_on_log) and the whole Envoy process dies with a segmentation fault. Reached with
-  max_bytes 1048576 (allowed) and Envoy's default 1 MiB buffers, or with the default max_bytes
-  and the 32 KiB buffers Envoy's edge best practices recommend; when the AS builds its metadata
-  from the request's Host (Spring Authorization Server without an issuer, Keycloak without a
-  fixed hostname), any client can size the document into the window.
-* A document within max_bytes but over the buffer limit is a 500 rather than passed unchanged;
-  so is any document over max_bytes when max_bytes is at the buffer limit."""
+Regressions of the review's defects (now fixed):
+* CRASH (was severe): when the completed document no longer fitted Envoy's per-connection
+  buffer limit (the original did), replacing the body made Envoy send a 500 from inside the
+  filter's callback; the stream was torn down re-entrantly, the SDK panicked ("RefCell already
+  borrowed" in proxy_on_log) and the whole Envoy process died with a segmentation fault
+  (max_bytes 1048576 with Envoy's default 1 MiB buffers, or 64 KiB with the 32 KiB buffers
+  Envoy's edge best practices recommend; an AS that builds its metadata from the request's Host
+  let any client size the document into the window). Now max_bytes is at most 16 KiB (default
+  8 KiB) and a completed document is never longer than max_bytes.
+* A document within max_bytes but over the buffer limit was a 500 rather than passed
+  unchanged; so was any document over max_bytes when max_bytes was at the buffer limit."""
 
 from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ import harness.envoy
 from harness import client, h2client, pki
 from harness.servers import HOST, free_port
 
+CHECK_CONFIG = harness.envoy.REPO / "target" / "debug" / "check-config"
 ORG = "example.org"
 RFC8414 = "/.well-known/oauth-authorization-server"
 METADATA = {
@@ -392,9 +394,6 @@ def small_buffers(tmp_path_factory):
         s.upstream.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="review 7 defect: a document within as_metadata.max_bytes "
-                   "but over Envoy's per-connection buffer limit is turned into a 500 by Envoy "
-                   "(the filter holds it with StopIterationAndBuffer)")
 def test_document_over_envoys_buffer_limit_still_served(small_buffers):
     big = json.dumps(dict(METADATA, padding="x" * 40000)).encode()  # < 65536 = max_bytes
     pieces = [big[i:i + 8000] for i in range(0, len(big), 8000)]
@@ -410,9 +409,9 @@ def test_document_over_envoys_buffer_limit_still_served(small_buffers):
 
 @pytest.fixture(scope="module")
 def max_ceiling(tmp_path_factory):
-    """as_metadata.max_bytes at its ceiling (1 MiB), which is Envoy's default buffer limit."""
+    """as_metadata.max_bytes at its ceiling (16 KiB)."""
     s = start(tmp_path_factory, "envoy-metadata-ceiling",
-              as_metadata=dict(METADATA_CONFIG, max_bytes=1048576))
+              as_metadata=dict(METADATA_CONFIG, max_bytes=16384))
     try:
         yield s
     finally:
@@ -433,24 +432,18 @@ def get_document(stack, body: bytes, headers=()) -> client.Response:
     return client.request(stack.port, "GET", RFC8414, headers=list(headers))
 
 
-OVER_LIMIT = pytest.mark.xfail(strict=True, reason="review 7 defect: with max_bytes at or above "
-                               "Envoy's buffer limit, a larger document is not passed unchanged "
-                               "(README) but turned into a 500: the chunk that crosses max_bytes "
-                               "is added to the buffered body when the filter continues")
-
-
-@pytest.mark.parametrize("size", [1048576 - 100, pytest.param(1048576 + 1, marks=OVER_LIMIT),
-                                  pytest.param(1048576 + 5000, marks=OVER_LIMIT)])
+@pytest.mark.parametrize("size", [16384 - 100, 16384 - 5, 16384 + 1, 16384 + 5000, 1048576 + 1])
 def test_documents_around_the_ceiling(max_ceiling, size):
-    """Completed below the buffer limit, passed whole above max_bytes."""
+    """Completed when the completed document fits max_bytes, passed whole otherwise."""
     body = padded(size)
     assert len(body) == size
     resp = get_document(max_ceiling, body)
     assert resp.status == 200, (size, resp.status, resp.body[:100])
     got = json.loads(resp.body)
     assert got["padding"] == json.loads(body)["padding"]
+    # Completing adds 13 bytes (,"spiffe_jwt").
     assert got["token_endpoint_auth_methods_supported"] == (
-        COMPLETED if size <= 1048576 else ["private_key_jwt"])
+        COMPLETED if size + 13 <= 16384 else ["private_key_jwt"])
 
 
 def envoy_alive(stack) -> bool:
@@ -461,51 +454,39 @@ def envoy_alive(stack) -> bool:
         return False
 
 
-CRASH = ("review 7 defect: the completed document is longer than the one Envoy buffered; when "
-         "it no longer fits Envoy's buffer limit, set_buffer makes Envoy send a 500 from inside "
-         "proxy_on_response_body, the stream is torn down re-entrantly (proxy_on_log: 'RefCell "
-         "already borrowed' panic) and the whole Envoy process dies with a segmentation fault")
-
-
-@pytest.mark.xfail(strict=True, reason=CRASH)
-def test_document_that_grows_past_the_default_buffer_limit(tmp_path_factory):
-    """max_bytes 1048576 (allowed) and Envoy's default 1 MiB buffer: a compact document of
-    1048576 - 5 bytes is buffered, completed (+13 bytes) and replaced."""
-    s = start(tmp_path_factory, "envoy-metadata-crash-1mib",
-              as_metadata=dict(METADATA_CONFIG, max_bytes=1048576))
-    try:
-        resp = None
-        try:
-            resp = get_document(s, padded(1048576 - 5))
-        except OSError:
-            pass
-        time.sleep(0.5)
-        assert envoy_alive(s), s.envoy.log_tail(30)
-        assert resp is not None and resp.status == 200
-    finally:
-        s.stop()
-        s.upstream.stop()
+def test_a_max_bytes_near_envoys_buffer_limits_is_refused(max_ceiling):
+    """The crash needed max_bytes near Envoy's buffer limit (1 MiB by default, 32 KiB at the
+    edge): the configuration no longer allows it. (Envoy stays up after the ceiling cases.)"""
+    refused = subprocess.run(
+        [str(CHECK_CONFIG), "-"], capture_output=True, text=True,
+        input=json.dumps(dict(max_ceiling.config, as_metadata=dict(METADATA_CONFIG,
+                                                                   max_bytes=16385))))
+    assert refused.returncode == 1
+    assert "configuration field as_metadata.max_bytes: must be 1024–16384" in refused.stdout
+    assert envoy_alive(max_ceiling)
 
 
 EDGE_BUFFERS = ("  - name: token_listener\n",
                 "  - name: token_listener\n    per_connection_buffer_limit_bytes: 32768\n")
 
 
-@pytest.mark.xfail(strict=True, reason=CRASH)
-def test_document_that_grows_past_an_edge_buffer_limit(tmp_path_factory):
+@pytest.mark.parametrize("size", [8192 - 5, 32760])
+def test_documents_near_an_edge_buffer_limit(tmp_path_factory, size):
     """Envoy's edge best practice (32 KiB per-connection buffers) and the default max_bytes:
-    a 32760-byte compact document crashes Envoy."""
+    a document that would outgrow max_bytes when completed, and one near the buffer limit
+    (which crashed Envoy before), both pass unchanged and Envoy stays up."""
     s = start(tmp_path_factory, "envoy-metadata-crash-32k", edits=[EDGE_BUFFERS],
               as_metadata=dict(METADATA_CONFIG))
     try:
         resp = None
         try:
-            resp = get_document(s, padded(32760))
+            resp = get_document(s, padded(size))
         except OSError:
             pass
         time.sleep(0.5)
         assert envoy_alive(s), s.envoy.log_tail(30)
         assert resp is not None and resp.status == 200
+        assert resp.body == padded(size)
     finally:
         s.stop()
         s.upstream.stop()
@@ -540,7 +521,6 @@ def reflecting_document(host: str) -> bytes:
     }, separators=(",", ":")).encode()
 
 
-@pytest.mark.xfail(strict=True, reason=CRASH + " (here any client triggers it)")
 def test_a_client_sizes_a_reflected_document_to_crash_envoy(tmp_path_factory):
     """The AS reflects the Host header in its metadata: an unauthenticated client picks the
     Host length that puts the document just under the listener's 32 KiB buffer limit."""

@@ -52,9 +52,12 @@ CASES = {
     "lone-surrogate": (text_with(issuer="https://as.example.com/\\ud800").replace("\\\\", "\\"),
                        False, None),
     "colliding-trust-domains": (json.dumps(plugin_config(
-        ["example.org", "example-org"], [{"spiffe_id": "spiffe://example.org/w"}])), True, None),
-    "metadata-max-bytes-ceiling": (text_with(as_metadata={"paths": ["/m"], "max_bytes": 1048576}),
+        ["example.org", "example-org"], [{"spiffe_id": "spiffe://example.org/w"}])), False,
+        "trust_domains.example.org"),
+    "metadata-max-bytes-ceiling": (text_with(as_metadata={"paths": ["/m"], "max_bytes": 16384}),
                                    True, None),
+    "metadata-max-bytes-over": (text_with(as_metadata={"paths": ["/m"], "max_bytes": 16385}),
+                                False, "as_metadata.max_bytes"),
     "held-requests-2-32": (text_with(limits={"max_held_requests": 4294967296}), False,
                            "limits.max_held_requests"),
 }

@@ -195,9 +195,6 @@ def dry_xfcc(tmp_path_factory):
         s.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="review 7 defect: with keep_xfcc, dry run removes Envoy's "
-                   "x-forwarded-client-cert of a valid X509-SVID, which enforcing mode keeps: an "
-                   "AS still authenticating mTLS clients from XFCC breaks during the dry run")
 def test_dry_run_keeps_xfcc_of_a_valid_x509_svid_like_enforcing_mode(dry_xfcc):
     dry_xfcc.auth.clear()
     dry_xfcc.post_mtls([("grant_type", "client_credentials"), ("client_id", DEMO)],
