@@ -113,7 +113,7 @@ cmd_test() {
   "$VENV/bin/python" -m pytest -q tests/integration "$@"
 }
 
-FUZZ_TARGETS="spiffe_id token_request jwt_svid bundle x509_svid client_cert config"
+FUZZ_TARGETS="spiffe_id token_request jwt_svid bundle x509_svid client_cert config as_metadata"
 
 # libFuzzer with AddressSanitizer on the stable toolchain: cargo-fuzz passes -Zsanitizer, which
 # RUSTC_BOOTSTRAP=1 allows on a stable rustc (the sanitizer runtimes ship with it).

@@ -150,6 +150,17 @@ def main():
     write("config", "bad-refresh", json.dumps({**config, "bundle_refresh": {"hint_fraction": 2}}))
     write("config", "unknown-field", json.dumps({**config, "audience": "x"}))
     write("config", "empty", "{}")
+    metadata = {"issuer": ISSUER, "token_endpoint": f"{ISSUER}/token",
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
+                "grant_types_supported": ["client_credentials"]}
+    write("as_metadata", "rfc8414", json.dumps(metadata))
+    write("as_metadata", "complete",
+          json.dumps({"token_endpoint_auth_methods_supported": ["spiffe_jwt", "spiffe_x509"]}))
+    write("as_metadata", "absent", json.dumps({"issuer": ISSUER}))
+    write("as_metadata", "not-strings",
+          json.dumps({"token_endpoint_auth_methods_supported": ["a", 1]}))
+    write("as_metadata", "duplicate-member", '{"a":1,"a":2}')
+    write("as_metadata", "not-json", "<html>")
     print(f"fixtures and seeds written under {FUZZ}")
 
 

@@ -172,16 +172,32 @@ pub fn client_cert(data: &[u8]) {
     let _ = client_cert::presented_chain(true, leaf, digest, xfcc);
 }
 
-/// Plugin configurations (operator input).
+/// Plugin configurations (operator input): every problem listed, the first the one the filter
+/// reports.
 pub fn config(data: &[u8]) {
-    let _ = Config::parse(data);
+    match Config::check(data) {
+        Ok(_) => assert!(Config::parse(data).is_ok()),
+        Err(errors) => {
+            let first = Config::parse(data).err();
+            assert_eq!(first.as_ref(), errors.first());
+        }
+    }
+}
+
+/// AS metadata documents passing through (the AS's output): a completed document lists every
+/// method and is complete when completed again.
+pub fn as_metadata(data: &[u8]) {
+    let methods: Vec<String> = crate::as_metadata::METHODS.map(str::to_owned).to_vec();
+    if let Ok(Some(completed)) = crate::as_metadata::rewrite(data, &methods) {
+        assert_eq!(crate::as_metadata::rewrite(&completed, &methods), Ok(None));
+    }
 }
 
 /// A fuzz target: arbitrary bytes in, nothing out, never a panic.
 pub type Target = fn(&[u8]);
 
 /// Every target by the name of its corpus directory.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("spiffe_id", spiffe_id),
     ("token_request", token_request),
     ("jwt_svid", jwt_svid),
@@ -189,6 +205,7 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("x509_svid", x509_svid),
     ("client_cert", client_cert),
     ("config", config),
+    ("as_metadata", as_metadata),
 ];
 
 #[cfg(test)]
