@@ -4,7 +4,7 @@
 //! held for one refresh and decided again by the root context.
 
 use super::host::{self, HostSharedData};
-use crate::as_metadata;
+use super::metadata::MetadataResponse;
 use crate::authenticator::{
     self, BundleSource, Checks, Credential, HeadAction, Rejection, RequestHead, Verdict,
 };
@@ -167,18 +167,7 @@ pub struct TokenFilter {
     holding: bool,
     body_size: usize,
     /// Where this request's response stands if it is an AS metadata document to complete.
-    metadata: Metadata,
-}
-
-/// An AS metadata response's progress through the filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Metadata {
-    /// Not a metadata request (or its response is not rewritten).
-    Off,
-    /// A GET of a configured metadata path: its response will be looked at.
-    Requested,
-    /// Response headers held while the body is read; the body's size so far.
-    Holding(usize),
+    metadata: MetadataResponse,
 }
 
 impl TokenFilter {
@@ -197,7 +186,7 @@ impl TokenFilter {
             presented: None,
             holding: false,
             body_size: 0,
-            metadata: Metadata::Off,
+            metadata: MetadataResponse::Off,
         }
     }
 
@@ -421,15 +410,7 @@ impl HttpContext for TokenFilter {
             content_type: read("content-type"),
             authorization: read("authorization"),
         };
-        // In dry run nothing is enforced, so no method is advertised.
-        if self.head.method == "GET"
-            && config.dry_run.is_none()
-            && config.is_metadata_path(&self.head.path)
-        {
-            self.metadata = Metadata::Requested;
-            // An uncompressed answer, so the filter can complete it.
-            host::set_request_header("accept-encoding", None);
-        }
+        self.metadata = MetadataResponse::for_request(&config, &self.head.method, &self.head.path);
         match authenticator::inspect_head(&config, &self.head.view()) {
             HeadAction::PassThrough => Action::Continue,
             HeadAction::Reject(rejection) => self.reject(&config, &rejection),
@@ -468,51 +449,18 @@ impl HttpContext for TokenFilter {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
-        if self.metadata != Metadata::Requested {
-            return Action::Continue;
-        }
-        let json_200 = host::response_header(":status").as_deref() == Some("200")
-            && host::response_header("content-type")
-                .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"))
-            && host::response_header("content-encoding")
-                .is_none_or(|e| e.eq_ignore_ascii_case("identity"));
-        if !json_200 || end_of_stream {
-            self.metadata = Metadata::Off;
-            return Action::Continue;
-        }
-        // The completed document has another length (the answer goes out chunked) and other
-        // bytes: validators and digests of the AS's document no longer describe it.
-        let map = MapType::HttpResponseHeaders;
-        host::remove_all(map, &REWRITTEN_RESPONSE_HEADERS.map(str::to_owned));
-        self.metadata = Metadata::Holding(0);
-        Action::Pause
+        self.metadata.on_headers(end_of_stream)
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Metadata::Holding(_) = self.metadata else {
-            return Action::Continue;
-        };
-        self.metadata = Metadata::Holding(body_size);
-        let max = self.config.as_ref().map_or(0, |c| c.as_metadata.max_bytes);
-        if body_size > max {
-            log::warn!(
-                "AS metadata document over as_metadata.max_bytes ({max}): passed on unchanged"
-            );
-            self.metadata = Metadata::Off;
-            return Action::Continue;
-        }
-        if end_of_stream {
-            self.complete_metadata();
-            return Action::Continue;
-        }
-        Action::Pause
+        let config = self.config.as_deref();
+        self.metadata
+            .on_body(config, &self.head.path, body_size, end_of_stream)
     }
 
     fn on_http_response_trailers(&mut self, _trailers: usize) -> Action {
-        if let Metadata::Holding(_) = self.metadata {
-            self.complete_metadata();
-        }
-        Action::Continue
+        self.metadata
+            .on_trailers(self.config.as_deref(), &self.head.path)
     }
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
@@ -532,51 +480,7 @@ impl HttpContext for TokenFilter {
     }
 }
 
-impl TokenFilter {
-    /// Adds the SPIFFE methods to the held metadata document (META-1), or leaves it as it is.
-    fn complete_metadata(&mut self) {
-        let Metadata::Holding(size) = std::mem::replace(&mut self.metadata, Metadata::Off) else {
-            return;
-        };
-        let Some(config) = &self.config else {
-            return;
-        };
-        let Some(document) = host::buffer(BufferType::HttpResponseBody, size) else {
-            return;
-        };
-        let path = &self.head.path;
-        match as_metadata::rewrite(&document, &config.as_metadata.auth_methods) {
-            // Never longer than max_bytes: a body that outgrows Envoy's buffer limit while the
-            // filter replaces it brought the whole Envoy process down in a review.
-            Ok(Some(completed)) if completed.len() > config.as_metadata.max_bytes => {
-                log::warn!(
-                    "AS metadata at {path} passed on unchanged: completed it would be over as_metadata.max_bytes"
-                );
-            }
-            Ok(Some(completed)) => {
-                if host::replace_response_body(size, &completed) {
-                    log::debug!("AS metadata at {path}: SPIFFE methods added");
-                } else {
-                    log::warn!("AS metadata at {path}: the body could not be replaced");
-                }
-            }
-            Ok(None) => {}
-            Err(e) => log::warn!("AS metadata at {path} passed on unchanged: {e}"),
-        }
-    }
-}
-
 const XFCC: &str = "x-forwarded-client-cert";
-
-/// Response headers of a metadata document the filter may complete that would misdescribe it.
-const REWRITTEN_RESPONSE_HEADERS: [&str; 6] = [
-    "content-length",
-    "etag",
-    "last-modified",
-    "content-md5",
-    "digest",
-    "content-digest",
-];
 
 /// The client certificate chain, when the connection is mTLS (REQ-11: never from headers alone):
 /// remembered from an earlier request with the same leaf digest and XFCC, or read.

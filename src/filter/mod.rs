@@ -6,6 +6,7 @@ pub mod abi;
 pub mod crypto_bench;
 pub mod host;
 pub mod http;
+pub mod metadata;
 #[cfg(feature = "noop-bench")]
 pub mod noop_bench;
 pub mod root;
