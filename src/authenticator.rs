@@ -117,7 +117,7 @@ pub enum Verdict {
 }
 
 /// Which SVID authenticated the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Credential {
     JwtSvid,
     /// The presented certificate chain (it may be forwarded as RFC 9440 headers).

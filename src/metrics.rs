@@ -7,7 +7,7 @@
 //! `/stats/prometheus`, with dots as underscores. Trust domain names appear in metric names with
 //! `.` and `-` as `_`.
 
-use crate::authenticator::{Credential, Rejection, Verdict};
+use crate::authenticator::{Credential, Verdict};
 use crate::bundle::TrustBundle;
 use crate::config::Config;
 use crate::deny_reason::DenyReason;
@@ -27,7 +27,7 @@ pub trait MetricSink {
 }
 
 /// A bundle event of one trust domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BundleEvent {
     /// A fetch whose bundle was stored.
     Fetched,
@@ -65,10 +65,6 @@ pub fn allowed(method: Credential) -> String {
 }
 
 /// `denied.<method or "request">.<reason>`.
-pub fn denied(rejection: &Rejection) -> String {
-    denied_name(rejection.method, rejection.kind)
-}
-
 fn denied_name(method: Option<Credential>, reason: DenyReason) -> String {
     format!(
         "{PREFIX}.denied.{}.{}",
@@ -158,14 +154,48 @@ pub fn record_bundle(sink: &dyn MetricSink, td: &TrustDomain, state: Option<Bund
     }
 }
 
+/// A counter, named only when the counts are handed over (no string per request).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Counter {
+    Allowed(Credential),
+    Denied(Option<Credential>, DenyReason),
+    PassedThrough,
+    Held,
+    /// Credential cache hits (true) or misses.
+    Cache(bool),
+    Bundle(TrustDomain, BundleEvent),
+}
+
+impl Counter {
+    pub fn name(&self) -> String {
+        match self {
+            Counter::Allowed(method) => allowed(*method),
+            Counter::Denied(method, reason) => denied_name(*method, *reason),
+            Counter::PassedThrough => passed_through(),
+            Counter::Held => held(),
+            Counter::Cache(hits) => cache(*hits),
+            Counter::Bundle(td, event) => bundle_counter(td, *event),
+        }
+    }
+
+    /// The counter a decided request adds to.
+    pub fn of(verdict: &Verdict) -> Counter {
+        match verdict {
+            Verdict::Authenticated { credential, .. } => Counter::Allowed(*credential),
+            Verdict::PassThrough => Counter::PassedThrough,
+            Verdict::Reject(rejection) => Counter::Denied(rejection.method, rejection.kind),
+        }
+    }
+}
+
 /// Counter increments of one VM since the last flush.
 #[derive(Default)]
 pub struct Tally {
-    counts: RefCell<BTreeMap<String, u64>>,
+    counts: RefCell<BTreeMap<Counter, u64>>,
 }
 
 impl Tally {
-    pub fn add(&self, counter: String, by: u64) {
+    pub fn add(&self, counter: Counter, by: u64) {
         if by == 0 {
             return;
         }
@@ -176,12 +206,7 @@ impl Tally {
 
     /// Counts a decided request.
     pub fn verdict(&self, verdict: &Verdict) {
-        let name = match verdict {
-            Verdict::Authenticated { credential, .. } => allowed(*credential),
-            Verdict::PassThrough => passed_through(),
-            Verdict::Reject(rejection) => denied(rejection),
-        };
-        self.add(name, 1);
+        self.add(Counter::of(verdict), 1);
     }
 
     /// Hands the counts to `sink` and starts again from zero.
@@ -190,8 +215,8 @@ impl Tally {
             Ok(mut counts) => std::mem::take(&mut *counts),
             Err(_) => return,
         };
-        for (name, by) in counts {
-            sink.add(&name, by);
+        for (counter, by) in counts {
+            sink.add(&counter.name(), by);
         }
     }
 }

@@ -11,6 +11,8 @@ use crate::metrics::MetricSink;
 use crate::trust_store::{SharedData, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
+use std::borrow::Cow;
+use std::ops::Range;
 use std::time::Duration;
 
 /// Host time in milliseconds since the Unix epoch, if the host can tell.
@@ -28,36 +30,49 @@ pub fn request_header(name: &str) -> Option<String> {
 
 /// The request headers as read in one host call (names as Envoy holds them: lower case).
 pub struct RequestHeaders {
-    pairs: Vec<(String, String)>,
+    /// The header map as the host handed it over.
+    bytes: Vec<u8>,
+    /// Each header's name and value, as byte ranges of `bytes` (decoded only when read).
+    pairs: Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl RequestHeaders {
-    /// Every request header in one host call, values decoded lossily; `None` when the host
-    /// cannot hand them over (then read them one by one).
+    /// Every request header in one host call; `None` when the host cannot hand them over (then
+    /// read them one by one).
     pub fn read() -> Option<Self> {
         let bytes = abi::header_map(MapType::HttpRequestHeaders as u32).ok()?;
+        let base = bytes.as_ptr() as usize;
+        let range = |part: &[u8]| {
+            let start = (part.as_ptr() as usize).wrapping_sub(base);
+            start..start.saturating_add(part.len())
+        };
         let pairs = abi::decode_header_map(&bytes)?
             .into_iter()
-            .map(|(name, value)| {
-                (
-                    String::from_utf8_lossy(name).into_owned(),
-                    String::from_utf8_lossy(value).into_owned(),
-                )
-            })
+            .map(|(name, value)| (range(name), range(value)))
             .collect();
-        Some(RequestHeaders { pairs })
+        Some(RequestHeaders { bytes, pairs })
     }
 
-    /// The first value of `name` (as the host's single-header read answers).
-    pub fn get(&self, name: &str) -> Option<&str> {
+    /// The first value of `name` (as the host's single-header read answers), decoded lossily
+    /// (a non-UTF-8 value never traps the VM).
+    pub fn get(&self, name: &str) -> Option<Cow<'_, str>> {
         self.pairs
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .find(|(n, _)| {
+                self.bytes
+                    .get(n.clone())
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+            })
+            .and_then(|(_, v)| self.bytes.get(v.clone()))
+            .map(String::from_utf8_lossy)
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
+        self.pairs.iter().any(|(n, _)| {
+            self.bytes
+                .get(n.clone())
+                .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+        })
     }
 }
 

@@ -15,13 +15,14 @@ use crate::client_cert::{self, PresentedChain};
 use crate::config::{Config, TrustDomainConfig};
 use crate::credential_cache::CredentialCache;
 use crate::fetch_lease;
-use crate::metrics::{self, Tally};
+use crate::metrics::{Counter, Tally};
 use crate::oauth_error::{error_response, ErrorCode};
 use crate::presented_chains::{Presented, PresentedChains};
 use crate::spiffe_id::TrustDomain;
 use crate::trust_store::{BundleCache, NoBundle};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -194,7 +195,8 @@ impl TokenFilter {
     /// the verdict header).
     fn reject(&mut self, config: &Config, rejection: &Rejection) -> Action {
         self.holding = false;
-        self.caches.tally.add(metrics::denied(rejection), 1);
+        let counter = Counter::Denied(rejection.method, rejection.kind);
+        self.caches.tally.add(counter, 1);
         if let Some(header) = &config.dry_run {
             log_rejection(rejection, true);
             host::set_request_header(header, Some(&rejection_text(rejection)));
@@ -236,7 +238,7 @@ impl TokenFilter {
         {
             return match self.hold_for_refresh(pending, td) {
                 Hold::Held => {
-                    self.caches.tally.add(metrics::held(), 1);
+                    self.caches.tally.add(Counter::Held, 1);
                     Action::Pause
                 }
                 // Decided again: another worker may have published the bundle meanwhile.
@@ -381,7 +383,7 @@ impl HttpContext for TokenFilter {
         // One host call for every header this filter reads or may have to remove.
         let headers = host::RequestHeaders::read();
         let read = |name: &str| match &headers {
-            Some(all) => all.get(name).map(str::to_owned),
+            Some(all) => all.get(name).map(Cow::into_owned),
             None => host::request_header(name),
         };
         // Only the filter speaks for the client's identity (EDGE-1, FC-21): every spelling of

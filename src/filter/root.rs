@@ -8,7 +8,7 @@ use crate::bundle::TrustBundle;
 use crate::bundle_fetch::{self, duration_ms, Answer, FetchError, InFlight};
 use crate::config::Config;
 use crate::fetch_lease;
-use crate::metrics::{self, BundleEvent, BundleState};
+use crate::metrics::{self, BundleEvent, BundleState, Counter};
 use crate::spiffe_id::TrustDomain;
 use crate::trust_store::{self, StoredBundle};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -302,11 +302,11 @@ impl FilterRoot {
         let tally = &self.caches.tally;
         let (hits, misses) = self.caches.credentials.counts();
         tally.add(
-            metrics::cache(true),
+            Counter::Cache(true),
             hits.saturating_sub(self.cache_reported.0),
         );
         tally.add(
-            metrics::cache(false),
+            Counter::Cache(false),
             misses.saturating_sub(self.cache_reported.1),
         );
         self.cache_reported = (hits, misses);
@@ -406,7 +406,7 @@ impl FilterRoot {
             Ok(trust_store::Published::Applied) => BundleEvent::Fetched,
             Err(_) => BundleEvent::FetchFailed,
         };
-        self.caches.tally.add(metrics::bundle_counter(td, event), 1);
+        self.caches.tally.add(Counter::Bundle(td.clone(), event), 1);
         match published {
             Ok(trust_store::Published::Applied) => log::info!(
                 "bundle of {td} fetched: sequence {}, {} jwt-svid key(s), {} x509-svid authorit(ies), {} entr(ies) ignored, refresh hint {}, {replaced_age}; next fetch in {}ms",
@@ -463,7 +463,7 @@ impl FilterRoot {
             Err(e) => format!("releasing the fetch lease failed: {e:?}"),
         };
         log::warn!("bundle fetch for {td} failed: {error}; {kept}; {retry}");
-        let failed = metrics::bundle_counter(td, BundleEvent::FetchFailed);
+        let failed = Counter::Bundle(td.clone(), BundleEvent::FetchFailed);
         self.caches.tally.add(failed, 1);
     }
 }

@@ -100,7 +100,7 @@ fn verdicts_are_counted_by_method_and_reason_and_flushed_once() {
         ErrorCode::InvalidRequest,
         "y",
     )));
-    tally.add(cache(true), 0);
+    tally.add(Counter::Cache(true), 0);
     let sink = Recorder::default();
     tally.flush(&sink);
     let want: BTreeMap<String, u64> = [
