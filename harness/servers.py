@@ -44,6 +44,9 @@ def free_port() -> int:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog (5) overflows when Envoy's workers release a dozen held
+    # requests at once; a dropped SYN then outlasts Envoy's 1 s connect timeout (a 503).
+    request_queue_size = 128
 
     def handle_error(self, request, client_address):
         # TLS handshake failures and resets are expected in tests; anything else is a bug.

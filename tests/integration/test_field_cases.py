@@ -321,7 +321,7 @@ def test_fc_29_oversized_tokens_are_bounded(stack):
 
 def test_fc_20_requests_before_the_first_bundle_never_pass(tmp_path):
     """FC-20: four workers, the bundle endpoint slow to answer the first fetch, 12 concurrent
-    token requests at start (the example AS's listen backlog is small, so not more): every one is accepted once the bundle is there or refused with
+    token requests at start: every one is accepted once the bundle is there or refused with
     401 (never forwarded unauthenticated, never a 5xx), and the endpoint sees a handful of
     fetches, not one per request."""
     s = start_stack(tmp_path, {ORG: [KEY]}, [{"spiffe_id": DEMO, "client_id": "demo-client"}],
