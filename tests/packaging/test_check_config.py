@@ -1,6 +1,11 @@
 """./build.sh check-config: plugin configurations checked outside Envoy with the filter's own
 parser (the native check-config binary), from JSON files and from the WasmPlugin / EnvoyFilter
-YAML that carries them (issue "Operating it for real": configuration validation)."""
+YAML that carries them (issue "Operating it for real": configuration validation).
+
+Also (an adversarial review): every problem within each section is listed; odd inputs
+(non-UTF-8, deep JSON, recursive YAML aliases, a huge file) end with a message and exit 1 or 2,
+never a traceback or a hang; YAML aliases are refused (an alias bomb of a few hundred bytes
+would expand without bound)."""
 
 from __future__ import annotations
 
@@ -22,9 +27,9 @@ def built():
     subprocess.run(["cargo", "build", "--quiet", "--bin", "check-config"], cwd=REPO, check=True)
 
 
-def check(*files) -> subprocess.CompletedProcess:
+def check(*files, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(TOOL), str(BINARY), *map(str, files)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def demo_with(tmp_path, change) -> Path:
@@ -92,3 +97,72 @@ def test_a_file_without_a_configuration(tmp_path):
     done = check(path)
     assert done.returncode == 2
     assert done.stderr == f"{path}: no plugin configuration found\n"
+
+
+def fields(stdout: str) -> list[str]:
+    return [line.split("configuration field ", 1)[1].split(": ", 1)[0]
+            for line in stdout.splitlines() if "configuration field " in line]
+
+
+def test_every_problem_is_listed_within_a_group(tmp_path):
+    config = json.loads(DEMO.read_text())
+    config["trust_domains"]["example.org"]["bundle_endpoint"].update(cluster="", timeout_ms=5)
+    config["identity_headers"] = {"spiffe_id": "X-Upper", "client_id": "authorization"}
+    config["limits"] = {"max_body_bytes": 10, "max_held_requests": 10**6}
+    config["bundle_refresh"] = {"min_refresh_seconds": 0, "retry_seconds": 0}
+    config["as_metadata"] = {"paths": ["relative"], "max_bytes": 1}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    done = check(path)
+    assert done.returncode == 1
+    listed = fields(done.stdout)
+    for want in ["trust_domains.example.org.bundle_endpoint.cluster",
+                 "trust_domains.example.org.bundle_endpoint.timeout_ms",
+                 "identity_headers.spiffe_id", "identity_headers.client_id",
+                 "limits.max_body_bytes", "limits.max_held_requests",
+                 "bundle_refresh.min_refresh_seconds", "bundle_refresh.retry_seconds",
+                 "as_metadata.paths[0]", "as_metadata.max_bytes"]:
+        assert want in listed, (want, listed)
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    lines = ["apiVersion: networking.istio.io/v1alpha3", "kind: EnvoyFilter",
+             "metadata: {name: bomb}", "spec:",
+             "  a0: &a0 [" + ", ".join(["x"] * width) + "]"]
+    for i in range(1, levels):
+        lines.append(f"  a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb())
+    assert len(path.read_bytes()) < 1000
+    done = check(path, timeout=15)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name, content", [
+    ("latin1.json", b'{"issuer": "https://as.example.com/\xe9"}'),
+    ("deep.json", b"[" * 100000 + b"]" * 100000),
+    ("recursive.yaml", b"kind: EnvoyFilter\nmetadata: {name: r}\nspec: &s {self: *s}\n"),
+    ("bad.yaml", b"kind: [unclosed\n"),
+    ("nonutf8.yaml", b"kind: WasmPlugin\nspec: {pluginConfig: {issuer: \"\xff\"}}\n"),
+])
+def test_odd_inputs_end_with_a_message(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    done = check(path, timeout=60)
+    assert done.returncode in (1, 2), (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stdout or done.stderr
+
+
+def test_a_huge_json_file(tmp_path):
+    """16 MiB of padding in an unknown member: refused by field name, in reasonable time."""
+    config = json.loads(DEMO.read_text())
+    config["padding"] = "x" * (16 << 20)
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(config))
+    done = check(path, timeout=60)
+    assert done.returncode == 1 and "configuration field padding: unknown field" in done.stdout
