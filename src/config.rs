@@ -222,14 +222,7 @@ pub struct AsMetadata {
 impl RawAsMetadata {
     fn validate(self) -> Result<AsMetadata, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        for (i, p) in self.paths.iter().enumerate() {
-            if !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace) {
-                errors.push(refuse(
-                    format!("as_metadata.paths[{i}]"),
-                    "must be an absolute path without query or fragment",
-                ));
-            }
-        }
+        check_request_paths("as_metadata.paths", &self.paths, &mut errors);
         if self.auth_methods.is_empty() {
             errors.push(refuse("as_metadata.auth_methods", "must list a method"));
         }
@@ -511,10 +504,16 @@ fn check_token_paths(token_paths: &[String], errors: &mut Vec<ConfigError>) {
     if token_paths.is_empty() {
         errors.push(refuse("token_paths", "must list at least one path"));
     }
-    for (i, p) in token_paths.iter().enumerate() {
+    check_request_paths("token_paths", token_paths, errors);
+}
+
+/// Request paths the filter matches (`token_paths`, `as_metadata.paths`): absolute, without
+/// query, fragment or whitespace.
+fn check_request_paths(field: &str, paths: &[String], errors: &mut Vec<ConfigError>) {
+    for (i, p) in paths.iter().enumerate() {
         if !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace) {
             errors.push(refuse(
-                format!("token_paths[{i}]"),
+                format!("{field}[{i}]"),
                 "must be an absolute path without query or fragment",
             ));
         }

@@ -97,6 +97,25 @@ class Stack:
     def post_assertion(self, assertion: str, headers=None, **extra) -> client.Response:
         return self.post(client.assertion_params(assertion, **extra), headers)
 
+    def filter_stats(self) -> dict[str, int]:
+        """The filter's own metrics in Envoy's /stats (README "Metrics and logs")."""
+        stats = self.envoy.stats(r"^wasmcustom\.spiffe_oauth_filter\.")
+        return {k: int(v) for k, v in stats.items()}
+
+    def settled_filter_stats(self) -> dict[str, int]:
+        """The filter's metrics once earlier requests have been handed over (each VM does so
+        on its 100 ms timer): two equal reads 0.35 s apart, bundle ages aside."""
+        def read():
+            return {k: v for k, v in self.filter_stats().items()
+                    if not k.endswith(".age_seconds")}
+        last = read()
+        while True:
+            time.sleep(0.35)
+            now = read()
+            if now == last:
+                return self.filter_stats()
+            last = now
+
     def wait_for_bundle_hits(self, trust_domain: str, more: int, timeout: float = 10.0):
         """Wait until the trust domain's bundle endpoint has seen ``more`` further requests."""
         server = self.bundles[trust_domain]

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from conftest import ISSUER, start_stack

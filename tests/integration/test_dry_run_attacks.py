@@ -43,23 +43,13 @@ def stack(tmp_path_factory):
         s.stop()
 
 
-def stats(stack) -> dict[str, int]:
-    return {k: int(v) for k, v in stack.envoy.stats(r"^wasmcustom\.spiffe_oauth_filter\.").items()}
-
-
-def request_counts(stack) -> dict[str, int]:
+def only_requests(stats: dict[str, int]) -> dict[str, int]:
     pattern = re.compile(rf"^{re.escape(P)}\.(allowed|denied|passed_through|held)")
-    return {k: v for k, v in stats(stack).items() if pattern.match(k)}
+    return {k: v for k, v in stats.items() if pattern.match(k)}
 
 
 def settled(stack) -> dict[str, int]:
-    last = request_counts(stack)
-    while True:
-        time.sleep(0.35)
-        now = request_counts(stack)
-        if now == last:
-            return now
-        last = now
+    return only_requests(stack.settled_filter_stats())
 
 
 def delta(before, after) -> dict[str, int]:
@@ -81,7 +71,7 @@ def assert_no_identity(seen):
 def test_1_cold_start_is_held_then_forwarded_with_verdict(stack):
     """The first request arrives before any bundle: held (not answered), then forwarded with
     the verdict the bundle gives; held once, allowed once."""
-    before = request_counts(stack)
+    before = only_requests(stack.filter_stats())
     t0 = time.monotonic()
     resp = stack.post_assertion(pki.mint_svid(OLD_KEY, DEMO, ISSUER))
     waited = time.monotonic() - t0
@@ -100,7 +90,7 @@ def test_2_unknown_kid_is_held_for_a_refresh(stack):
     stack.bundles[ORG].set_response(body=pki.bundle_bytes(
         [OLD_KEY, new], sequence=2, refresh_hint=300,
         extra_entries=[svid.bundle_entry(CA)]))
-    before = request_counts(stack)
+    before = only_requests(stack.filter_stats())
     stack.post_assertion(pki.mint_svid(new, DEMO, ISSUER))
     seen = only_request(stack)
     assert seen.header_values(VERDICT) == [f"allowed; method=jwt_svid; spiffe_id={DEMO}"]

@@ -17,9 +17,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import (ISSUER, TOKEN_PATH, assert_invalid_client, assert_invalid_request,
-                      assert_nothing_forwarded, cluster_name, plugin_config, start_stack,
-                      wasm_path)
+from conftest import (ISSUER, TOKEN_PATH, assert_invalid_client, assert_nothing_forwarded,
+                      cluster_name, plugin_config, start_stack)
 
 from harness import client, h2client, pki, svid
 from harness.envoy import Envoy

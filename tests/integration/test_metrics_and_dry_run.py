@@ -8,10 +8,9 @@ import re
 import time
 
 import pytest
-from conftest import (ISSUER, TOKEN_PATH, assert_invalid_client, assert_invalid_request,
-                      start_stack)
+from conftest import ISSUER, assert_invalid_client, assert_invalid_request, start_stack
 
-from harness import client, pki, svid
+from harness import pki, svid
 
 ORG = "example.org"
 DEMO = "spiffe://example.org/demo-client"
@@ -25,28 +24,12 @@ def start(tmp_path_factory, name: str, **overrides):
                        x509_authorities={ORG: [CA]}, concurrency=2, **overrides)
 
 
-def filter_stats(stack) -> dict[str, int]:
-    return {k: int(v) for k, v in stack.envoy.stats(r"^wasmcustom\.spiffe_oauth_filter\.").items()}
-
-
-def settled_stats(stack) -> dict[str, int]:
-    """The filter's stats once earlier requests have been handed over (two equal reads, a few
-    of the VMs' 100 ms timer periods apart)."""
-    last = filter_stats(stack)
-    while True:
-        time.sleep(0.3)
-        now = filter_stats(stack)
-        if now == last:
-            return now
-        last = now
-
-
 def wait_for_stats(stack, want: dict[str, int], timeout: float = 5.0) -> dict[str, int]:
     """The filter's stats once every name in ``want`` has its value (counts are handed to
     Envoy on each VM's 100 ms timer)."""
     deadline = time.monotonic() + timeout
     while True:
-        stats = filter_stats(stack)
+        stats = stack.filter_stats()
         if all(stats.get(k) == v for k, v in want.items()) or time.monotonic() > deadline:
             return stats
         time.sleep(0.1)
@@ -65,7 +48,7 @@ def stack(tmp_path_factory):
 def test_counts_by_method_and_reason(stack):
     """After a known sequence of requests the counters say exactly what happened: allowed by
     method, denied by method and reason, passed through; every other series exists at 0."""
-    before = settled_stats(stack)
+    before = stack.settled_filter_stats()
     token = pki.mint_svid(KEY, DEMO, ISSUER, lifetime=600)
     for _ in range(3):
         assert stack.post_assertion(token).status == 200
@@ -103,11 +86,11 @@ def test_counts_by_method_and_reason(stack):
 
 def test_bundle_and_cache_metrics(stack):
     token = pki.mint_svid(KEY, DEMO, ISSUER, lifetime=600)
-    before = settled_stats(stack)
+    before = stack.settled_filter_stats()
     for _ in range(4):
         assert stack.post_assertion(token).status == 200
     b = f"{P}.bundle.example_org"
-    stats = settled_stats(stack)
+    stats = stack.settled_filter_stats()
     assert stats[f"{b}.jwt_keys"] == 1
     assert stats[f"{b}.x509_authorities"] == 1
     assert stats[f"{b}.usable"] == 1
@@ -168,7 +151,7 @@ def seen_by_as(dry) -> tuple[list[str], list[str]]:
 def test_dry_run_forwards_everything_with_its_verdict(dry):
     """Valid, forged and malformed requests all reach the AS unchanged (no identity headers),
     each with the verdict the filter would have enforced; the counters count as usual."""
-    before = settled_stats(dry)
+    before = dry.settled_filter_stats()
     assert dry.post_assertion(pki.mint_svid(KEY, DEMO, ISSUER)).status == 401  # the AS's own
     assert seen_by_as(dry) == ([f"allowed; method=jwt_svid; spiffe_id={DEMO}"], [])
     forged = pki.mint_svid(pki.ec_key(KEY.kid), DEMO, ISSUER)

@@ -38,39 +38,25 @@ def stack(tmp_path_factory):
         s.stop()
 
 
-def stats(stack) -> dict[str, int]:
-    return {k: int(v) for k, v in stack.envoy.stats(r"^wasmcustom\.spiffe_oauth_filter\.").items()}
-
-
-def settled(stack) -> dict[str, int]:
-    last = stats(stack)
-    while True:
-        time.sleep(0.35)
-        now = stats(stack)
-        if now == last:
-            return now
-        last = now
-
-
 def test_counts_survive_a_reconfiguration(stack):
     token = pki.mint_svid(KEYS[ORG], ORG_CLIENT["spiffe_id"], ISSUER, lifetime=600)
     for _ in range(5):
         assert stack.post_assertion(token).status == 200
-    before = settled(stack)
+    before = stack.settled_filter_stats()
     assert before[f"{P}.allowed.jwt_svid"] >= 5
     stack.envoy.update_plugin_config(plugin_config([ORG, OTHER], [ORG_CLIENT, OTHER_CLIENT],
                                                    bundle_refresh=REFRESH, clock_skew_seconds=30))
     for _ in range(3):
         assert stack.post_assertion(token).status == 200
-    after = settled(stack)
+    after = stack.settled_filter_stats()
     assert after[f"{P}.allowed.jwt_svid"] == before[f"{P}.allowed.jwt_svid"] + 3
 
 
 def test_a_removed_trust_domain_stops_reporting_a_usable_bundle(stack):
-    assert settled(stack)[f"{P}.bundle.other_org.usable"] == 1
+    assert stack.settled_filter_stats()[f"{P}.bundle.other_org.usable"] == 1
     stack.envoy.update_plugin_config(plugin_config([ORG], [ORG_CLIENT], bundle_refresh=REFRESH))
     # The old listener drains (1 s here; Envoy's --drain-time-s, 600 s by default, in
     # production): until then its root contexts still serve it and report its gauges.
     time.sleep(4)
-    now = settled(stack)
+    now = stack.settled_filter_stats()
     assert now.get(f"{P}.bundle.other_org.usable", 0) == 0, now
